@@ -1,0 +1,43 @@
+# The two README commands: `make train` (set up + train on real Fashion-MNIST, offline) and
+# `make test` (set up + the whole test suite). Both work on a fresh Debian machine as root.
+PY := .venv/bin/python
+ITERS ?= 300
+WORKDIR ?= runs/fashion_mnist
+
+.PHONY: setup setup-test data train test test-fast bench clean
+
+.venv/.ok: requirements.txt
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+.venv/.test-ok: .venv/.ok requirements-test.txt
+	$(PY) -m pip install -q -r requirements-test.txt
+	touch $@
+
+setup: .venv/.ok
+	@test -d /usr/share/datasets/fashion-mnist || \
+	  (apt-get install -y -q dataset-fashion-mnist || \
+	   (apt-get update -q && apt-get install -y -q dataset-fashion-mnist))
+
+setup-test: setup .venv/.test-ok
+
+data: setup
+	$(PY) -m igan_jax.data.prepare --dataset=fashion_mnist
+
+train: data
+	$(PY) -m igan_jax.main --config=experiments/fashion_mnist.py --workdir=$(WORKDIR) \
+	  --config.num_iterations=$(ITERS)
+
+test: setup-test
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
+
+test-fast: setup-test
+	$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/throughput.py --model=igan --resolution=28,96 --batch=64
+
+clean:
+	rm -rf .venv

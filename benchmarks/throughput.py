@@ -1,0 +1,104 @@
+"""Training throughput: paper iterations per second (n_critic D updates + 1 G update).
+
+    python benchmarks/throughput.py --model=igan --resolution=28 --batch=64
+
+Prints one JSON line per case: model, resolution, batch, device, loop, it_per_s, img_per_s,
+compile_s, peak_mem_mb (img_per_s counts generated images: n_critic + 1 batches an
+iteration). The images are random uint8 arrays resident on the device (the step's
+speed does not depend on their content); batches are sampled on the device as in training.
+Never asserts on time. Compare with the PyTorch yardstick in shared/bench/torch_ref on the same
+machine, in the same session.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "igan", "model name (config.model.name)")
+flags.DEFINE_list("resolution", ["28"], "resolutions, e.g. 28,96")
+flags.DEFINE_integer("batch", 64, "batch size")
+flags.DEFINE_integer("iters", 5, "timed iterations per repeat")
+flags.DEFINE_integer("repeats", 3, "timed repeats; the median is reported")
+flags.DEFINE_integer("warmup", 1, "untimed iterations after compiling")
+flags.DEFINE_string("loop", "auto", "auto | python | scan")
+flags.DEFINE_string("dtype", "float32", "float32 | bfloat16 compute")
+
+
+def device_name(jax) -> str:
+  d = jax.devices()[0]
+  if d.platform == "cpu":
+    cpu = platform.processor() or "cpu"
+    try:
+      with open("/proc/cpuinfo") as f:
+        cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+      pass
+    return f"{cpu} ({os.cpu_count()} cores)"
+  return d.device_kind
+
+
+def peak_mem_mb(jax) -> float:
+  d = jax.devices()[0]
+  stats = d.memory_stats() if hasattr(d, "memory_stats") else None
+  if stats and "peak_bytes_in_use" in stats:
+    return stats["peak_bytes_in_use"] / 2**20
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host RSS (Linux: KiB)
+
+
+def bench(resolution: int):
+  import jax
+  import numpy as np
+
+  from igan_jax import config as config_lib, train
+
+  config = config_lib.base_config()
+  config.data.name = "fashion_mnist" if resolution == 28 else "celeb_a"
+  config.data.resolution = resolution
+  config.model.name = FLAGS.model
+  config.model.dtype = FLAGS.dtype
+  config.batch_size = FLAGS.batch
+  loop = train.resolve_loop(FLAGS.loop)
+  state = train.create_train_state(config)
+  shape = (1024,) + train.image_shape(config)
+  images = jax.device_put(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
+
+  t = time.perf_counter()
+  state, m = train.train_steps(state, images, FLAGS.iters if loop == "scan" else 1, loop)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t
+  if FLAGS.warmup:
+    state, m = train.train_steps(state, images, FLAGS.warmup if loop != "scan" else FLAGS.iters,
+                                 loop)
+    jax.block_until_ready(m)
+  times = []
+  for _ in range(FLAGS.repeats):
+    t = time.perf_counter()
+    state, m = train.train_steps(state, images, FLAGS.iters, loop)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t)
+  it_per_s = FLAGS.iters / float(np.median(times))
+  print(json.dumps(dict(model=FLAGS.model, resolution=resolution, batch=FLAGS.batch,
+                        device=device_name(jax), backend=jax.default_backend(), loop=loop,
+                        dtype=FLAGS.dtype, it_per_s=round(it_per_s, 4),
+                        img_per_s=round(it_per_s * FLAGS.batch * (config.n_critic + 1), 1),
+                        compile_s=round(compile_s, 2), peak_mem_mb=round(peak_mem_mb(jax), 1),
+                        finite=bool(np.all(np.asarray(m["finite"]))))), flush=True)
+
+
+def main(argv):
+  del argv
+  for r in FLAGS.resolution:
+    bench(int(r))
+
+
+if __name__ == "__main__":
+  app.run(main)

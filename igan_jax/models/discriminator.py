@@ -1,0 +1,73 @@
+"""The residual discriminator (SPEC §1.3, paper Fig. 8–9).
+
+Stated: a residual classifier simpler than the generator; conv block = Conv + BN + LeakyReLU;
+residual blocks of such; strided convolutions instead of pooling.
+Reconstructed (R): per stage one stride-2 3×3 conv block then one residual block
+x + f(f(x)); widths 32-64-128-256 at 96×96 (96→48→24→12→6) and 64-128 at 28×28 (28→14→7);
+a final dense layer to one logit. Norm = "batch" (paper) | "layer" | "none": batch norm couples
+the samples of a batch, which the gradient penalty assumes they are not (Gulrajani et al. 2017
+§4), so the other two are offered.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from igan_jax.models.layers import leaky_relu, make_norm
+
+DEFAULT_WIDTHS = {96: (32, 64, 128, 256), 28: (64, 128)}
+
+
+class ConvBlock(nn.Module):
+  features: int
+  stride: int = 1
+  norm: str = "batch"
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    # A conv followed by a normaliser needs no bias: the norm's shift replaces it.
+    x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride), padding="SAME",
+                use_bias=self.norm == "none", dtype=self.dtype)(x)
+    x = make_norm(self.norm, train, self.bn_momentum, self.bn_epsilon, self.dtype)(x)
+    return leaky_relu(x)
+
+
+class ResidualBlock(nn.Module):
+  features: int
+  norm: str = "batch"
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    kw = dict(norm=self.norm, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+              dtype=self.dtype)
+    h = ConvBlock(self.features, **kw)(x, train)
+    h = ConvBlock(self.features, **kw)(h, train)
+    return x + h
+
+
+class ResidualDiscriminator(nn.Module):
+  """images (B, H, W, C) → logits (B,)."""
+  widths: Sequence[int] = (32, 64, 128, 256)
+  norm: str = "batch"
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    kw = dict(norm=self.norm, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+              dtype=self.dtype)
+    h = x.astype(self.dtype)
+    for i, w in enumerate(self.widths):
+      h = ConvBlock(w, stride=2, name=f"down{i}", **kw)(h, train)
+      h = ResidualBlock(w, name=f"res{i}", **kw)(h, train)
+    h = h.reshape(h.shape[0], -1)
+    return nn.Dense(1, dtype=self.dtype, name="logit")(h)[:, 0].astype(jnp.float32)

@@ -1,0 +1,93 @@
+"""The IGAN generator (SPEC §1.1, paper Fig. 3): two dense stems from z and three paths to the image.
+
+    z ─ Dense → base×base×C ──┬─ main path (PixelShuffle / ConvTranspose, 3×3) → res×res×C ─┐
+                              └─ shortcut: one transposed conv, kernel = stride = res/base ──(+)─┐
+    z ─ Dense → branch×branch×C ─ one transposed conv, kernel = stride = res/branch ──────────(+)─
+                                                                          Conv 3×3 → BN → tanh
+
+Stated by the paper (S): the two dense layers (4·4·64 and 24·24·64 at 96×96), the one-step 4→96
+shortcut and the 24→96 branch, element-wise sums, PixelShuffle and transposed convolutions, BN +
+LeakyReLU after every conv, dropout in some layers, final conv + BN + tanh.
+Reconstructed (R, SPEC §1.1): main-path schedule 4→12→24→48→96 = PixelShuffle×3, ConvT×2,
+PixelShuffle×2, ConvT×2; the 28×28 variant 7→14→28 = PixelShuffle×2, ConvT×2 with 7×7 and
+14×14 stems (kernels 4 and 2); dropout 0.2 after the first two main-path blocks; the dense stems
+get BN + LeakyReLU like every conv. The same reconstruction as the PyTorch yardstick in
+shared/bench/torch_ref, so speed comparisons are like for like.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from igan_jax.models.layers import (PatchUpsample, SubPixelConvTranspose, leaky_relu,
+                                   pixel_shuffle)
+
+# Per output resolution: stem sizes and the main path as (kind, factor) blocks.
+# "ps" = 3×3 conv to C·r² channels then PixelShuffle(r); "ct" = 3×3 transposed conv, stride r (PyTorch padding 1,
+# output_padding 1, as the yardstick).
+TOPOLOGY = {
+    96: dict(base=4, branch=24, ups=(("ps", 3), ("ct", 2), ("ps", 2), ("ct", 2))),
+    28: dict(base=7, branch=14, ups=(("ps", 2), ("ct", 2))),
+}
+
+
+def supported_resolutions() -> tuple[int, ...]:
+  return tuple(sorted(TOPOLOGY))
+
+
+class IGANGenerator(nn.Module):
+  """z (B, z_dim) → images (B, res, res, out_channels) in [−1, 1]."""
+  resolution: int = 96
+  out_channels: int = 3
+  channels: int = 64
+  dropout_rate: float = 0.2
+  dropout_blocks: int = 2
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  dtype: Any = jnp.float32
+
+  def _bn_act(self, x, train, name):
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                     epsilon=self.bn_epsilon, dtype=self.dtype, name=name)(x)
+    return leaky_relu(x)
+
+  @nn.compact
+  def __call__(self, z, train: bool = False):
+    if self.resolution not in TOPOLOGY:
+      raise ValueError(f"IGAN supports resolutions {supported_resolutions()}, got {self.resolution}")
+    topo, c, res = TOPOLOGY[self.resolution], self.channels, self.resolution
+    base, branch = topo["base"], topo["branch"]
+    b = z.shape[0]
+    z = z.astype(self.dtype)
+
+    # Two "over-complete" stems from the same z (SPEC §1.1).
+    a = nn.Dense(base * base * c, dtype=self.dtype, name="fc_base")(z).reshape(b, base, base, c)
+    a = self._bn_act(a, train, "bn_base")
+    s = nn.Dense(branch * branch * c, dtype=self.dtype, name="fc_branch")(z)
+    s = self._bn_act(s.reshape(b, branch, branch, c), train, "bn_branch")
+
+    # Main path: base → res in several up-sampling blocks.
+    h = a
+    for i, (kind, r) in enumerate(topo["ups"]):
+      if kind == "ps":
+        h = pixel_shuffle(nn.Conv(c * r * r, (3, 3), dtype=self.dtype, name=f"up{i}_conv")(h), r)
+      else:
+        assert r == 2, "the main path's transposed convolutions have stride 2"
+        h = SubPixelConvTranspose(c, dtype=self.dtype, name=f"up{i}_convT")(h)
+      h = self._bn_act(h, train, f"up{i}_bn")
+      if i < self.dropout_blocks:
+        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+
+    # One-step shortcut base → res, and the branch → res path (kernel = stride).
+    short = PatchUpsample(c, res // base, dtype=self.dtype, name="shortcut")(a)
+    short = self._bn_act(short, train, "shortcut_bn")
+    right = PatchUpsample(c, res // branch, dtype=self.dtype, name="branch")(s)
+    right = self._bn_act(right, train, "branch_bn")
+
+    h = h + short + right  # "added": element-wise, the channel count stays C (SPEC §1.1)
+    h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name="out_conv")(h)
+    h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                     epsilon=self.bn_epsilon, dtype=self.dtype, name="out_bn")(h)
+    return jnp.tanh(h).astype(jnp.float32)

@@ -1,0 +1,332 @@
+"""Training: create_train_state, train_step (one paper iteration), train_steps, generate, and the
+loop train_and_evaluate (log, sample, checkpoint).
+
+One paper iteration (SPEC §2): n_critic discriminator updates, each on a fresh real batch with
+loss + λ·gradient penalty and Gaussian instance noise on both inputs, then one generator update
+with flipped labels. Everything random in iteration t comes from fold_in(state.rng, t), the
+choice of real examples included (DESIGN §1), so a run restored from a checkpoint continues
+bit-exactly.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from igan_jax import models, optim
+from igan_jax.data.sampler import sample_batches
+from igan_jax.losses import add_instance_noise, get_losses, gradient_penalty, interpolate
+from igan_jax.state import GANState, ModelState, StepConfig
+
+# Stream ids for fold_in: each consumer of randomness in iteration t gets its own stream.
+_DATA, _CRITIC, _GEN, _SAMPLES = 0, 1, 2, 3
+IMAGE_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "celeb_a": 3, "lsun/bedroom": 3}
+
+
+def step_config(config) -> StepConfig:
+  return StepConfig(batch_size=config.batch_size, n_critic=config.n_critic,
+                    z_dim=config.model.z_dim, loss=config.loss.name,
+                    real_label=config.loss.real_label, fake_label=config.loss.fake_label,
+                    gp_weight=config.loss.gp_weight, noise_std=config.loss.noise_std,
+                    ema_decay=config.get("ema_decay", 0.0))
+
+
+def image_shape(config) -> tuple[int, int, int]:
+  r = config.data.resolution
+  return (r, r, IMAGE_CHANNELS[config.data.name])
+
+
+@functools.lru_cache(maxsize=16)
+def _static_parts(config_json: str):
+  """(generator, discriminator, d_tx, g_tx, jitted inits) for one config, built once.
+
+  Module apply functions and optimisers are static fields of the state, hence part of every jit
+  cache key: building them once per config lets states made by separate create_train_state
+  calls (a resume, a test) share compiled steps instead of recompiling.
+  """
+  import ml_collections
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  res, _, ch = image_shape(config)
+  g_model = models.build_generator(config.model, res, ch)
+  d_model = models.build_discriminator(config.model, res)
+  d_tx, g_tx = optim.make_optimizers(config.optim, config.n_critic)
+  g_init = jax.jit(functools.partial(g_model.init, train=False))
+  d_init = jax.jit(functools.partial(d_model.init, train=False))
+  return g_model, d_model, d_tx, g_tx, g_init, d_init
+
+
+def create_train_state(config, rng: jax.Array | None = None) -> GANState:
+  """A fresh GANState for `config`; `rng` defaults to PRNGKey(config.seed)."""
+  rng = jax.random.PRNGKey(config.seed) if rng is None else rng
+  res, _, ch = image_shape(config)
+  key = json.dumps({k: config.to_dict()[k] for k in ("model", "optim", "n_critic", "data")},
+                   sort_keys=True)
+  g_model, d_model, d_tx, g_tx, g_init, d_init = _static_parts(key)
+  k_g, k_d = jax.random.split(jax.random.fold_in(rng, 0x1A17))
+  g_vars = g_init(k_g, jnp.zeros((2, config.model.z_dim), jnp.float32))
+  d_vars = d_init(k_d, jnp.zeros((2, res, res, ch), jnp.float32))
+
+  def model_state(model, variables, tx):
+    return ModelState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                             batch_stats=variables.get("batch_stats"))
+
+  hp = step_config(config)
+  g = model_state(g_model, g_vars, g_tx)
+  return GANState(step=jnp.zeros((), jnp.int32), rng=rng, g=g,
+                  d=model_state(d_model, d_vars, d_tx), hp=hp,
+                  g_ema=g.params if hp.ema_decay > 0 else None)
+
+
+def _apply(ms: ModelState, params, x, train: bool, rngs=None):
+  """Runs a model; returns (output, new batch_stats) — batch stats threaded explicitly."""
+  if ms.batch_stats is None or not train:
+    return ms.apply_fn(ms.variables(params), x, train=train, rngs=rngs), ms.batch_stats
+  out, mutated = ms.apply_fn(ms.variables(params), x, train=train, rngs=rngs,
+                             mutable=["batch_stats"])
+  return out, mutated["batch_stats"]
+
+
+def _d_update(state: GANState, real, key):
+  """One discriminator update: adversarial loss on noisy real/fake + λ·GP (SPEC §2)."""
+  hp = state.hp
+  d_loss_fn, _ = get_losses(hp.loss)
+  k_z, k_drop, k_nr, k_nf, k_eps = jax.random.split(key, 5)
+  z = jax.random.normal(k_z, (real.shape[0], hp.z_dim), jnp.float32)
+  # G in train mode (dropout, batch statistics) as in its own update; its stat updates are
+  # kept only from the generator step.
+  fake, _ = _apply(state.g, state.g.params, z, train=True, rngs={"dropout": k_drop})
+  fake = jax.lax.stop_gradient(fake)
+  real_n = add_instance_noise(k_nr, real, hp.noise_std)
+  fake_n = add_instance_noise(k_nf, fake, hp.noise_std)
+
+  def loss_fn(params):
+    d = state.d.replace(params=params)
+    real_logits, stats = _apply(d, params, real_n, train=True)
+    d = d.replace(batch_stats=stats)
+    fake_logits, stats = _apply(d, params, fake_n, train=True)
+    d = d.replace(batch_stats=stats)
+    adv = d_loss_fn(real_logits, fake_logits, hp.real_label, hp.fake_label)
+    if hp.gp_weight > 0:
+      x_hat = interpolate(k_eps, real_n, fake_n)
+      # The penalty's pass updates no statistics: its output only feeds the penalty.
+      gp, _ = gradient_penalty(lambda x: _apply(d, params, x, train=True)[0], x_hat)
+    else:
+      gp = jnp.zeros((), jnp.float32)
+    loss = adv + hp.gp_weight * gp
+    aux = dict(d_adv=adv, gp=gp, d_real=jnp.mean(real_logits), d_fake=jnp.mean(fake_logits))
+    return loss, (stats, aux)
+
+  (loss, (stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d.params)
+  d = state.d.apply_gradients(grads=grads).replace(batch_stats=stats)
+  aux = dict(aux, d_loss=loss, d_grad_norm=optax.tree.norm(grads))
+  return state.replace(d=d), aux
+
+
+def _g_update(state: GANState, key):
+  """One generator update with flipped labels: fakes get the real target α (SPEC §2)."""
+  hp = state.hp
+  _, g_loss_fn = get_losses(hp.loss)
+  k_z, k_drop, k_n = jax.random.split(key, 3)
+  z = jax.random.normal(k_z, (hp.batch_size, hp.z_dim), jnp.float32)
+
+  def loss_fn(params):
+    fake, g_stats = _apply(state.g, params, z, train=True, rngs={"dropout": k_drop})
+    logits, _ = _apply(state.d, state.d.params, add_instance_noise(k_n, fake, hp.noise_std),
+                       train=True)
+    return g_loss_fn(logits, hp.real_label), g_stats
+
+  (loss, g_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
+  g = state.g.apply_gradients(grads=grads).replace(batch_stats=g_stats)
+  g_ema = state.g_ema
+  if hp.ema_decay > 0:
+    g_ema = optax.incremental_update(g.params, g_ema, 1.0 - hp.ema_decay)
+  return state.replace(g=g, g_ema=g_ema), dict(g_loss=loss, g_grad_norm=optax.tree.norm(grads))
+
+
+def _train_step(state: GANState, real: jax.Array):
+  key = jax.random.fold_in(state.rng, state.step)
+  critic_key, gen_key = jax.random.fold_in(key, _CRITIC), jax.random.fold_in(key, _GEN)
+  d_metrics = []
+  for i in range(real.shape[0]):  # unrolled: XLA:CPU runs the unrolled form ~10× faster
+    state, m = _d_update(state, real[i], jax.random.fold_in(critic_key, i))
+    d_metrics.append(m)
+  state, g_metrics = _g_update(state, gen_key)
+  metrics = jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *d_metrics)
+  metrics.update(g_metrics)
+  metrics["finite"] = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+  metrics["step"] = state.step
+  return state.replace(step=state.step + 1), metrics
+
+
+train_step = jax.jit(_train_step)
+train_step.__doc__ = """One paper iteration: (state, real) -> (state, metrics). Jitted.
+
+real: float32 (n_critic, batch, H, W, C) in [−1, 1], one batch per discriminator update.
+metrics: d_loss, d_adv, gp, d_real, d_fake, d_grad_norm (means over the critic updates), g_loss,
+g_grad_norm, finite (all of them finite), step (the iteration they belong to).
+"""
+
+
+def sample_real(state: GANState, images: jax.Array) -> jax.Array:
+  """The real batches of iteration state.step: (n_critic, batch, H, W, C) in [−1, 1]."""
+  key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), _DATA)
+  return sample_batches(images, key, (state.hp.n_critic, state.hp.batch_size))
+
+
+@jax.jit
+def _sample_and_step(state, images):
+  return _train_step(state, sample_real(state, images))
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def _scan_steps(state, images, k):
+  return jax.lax.scan(lambda s, _: _sample_and_step(s, images), state, None, length=k)
+
+
+def resolve_loop(loop: str) -> str:
+  """"auto" → python on CPU (scan ran ~10× slower on XLA:CPU), scan on accelerators."""
+  if loop != "auto":
+    return loop
+  return "python" if jax.default_backend() == "cpu" else "scan"
+
+
+def train_steps(state: GANState, images: jax.Array, k: int, loop: str = "auto"):
+  """k iterations with real batches sampled on the device from `images` (uint8 NHWC, resident).
+
+  No host round trip: on "scan" one compiled call; on "python" k asynchronously dispatched jitted
+  calls. Returns (state, metrics) with every metric stacked along a leading axis of length k.
+  """
+  if resolve_loop(loop) == "scan":
+    return _scan_steps(state, images, k)
+  metrics = []
+  for _ in range(k):
+    state, m = _sample_and_step(state, images)
+    metrics.append(m)
+  return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *metrics)
+
+
+@functools.partial(jax.jit, static_argnames="use_ema")
+def _generate(state: GANState, z, use_ema=False):
+  params = state.g_ema if use_ema else state.g.params
+  out, _ = _apply(state.g, params, z, train=False)
+  return out
+
+
+def generate(state: GANState, z: jax.Array, use_ema: bool = False) -> jax.Array:
+  """Images in [−1, 1] from latents z (B, z_dim); inference mode (running BN stats, no dropout)."""
+  if use_ema and state.g_ema is None:
+    raise ValueError("this state has no EMA generator (config.ema_decay is 0)")
+  return _generate(state, z, use_ema=use_ema)
+
+
+def sample_latents(state: GANState, n: int) -> jax.Array:
+  """The run's fixed latents for sample grids: the same z at every step of a run."""
+  return jax.random.normal(jax.random.fold_in(state.rng, 0x5A3D), (n, state.hp.z_dim))
+
+
+def learning_rates(config, step) -> tuple[float, float]:
+  d_lr, g_lr = optim.schedules(config.optim)
+  return float(d_lr(step)), float(g_lr(step))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+
+class WorkdirError(RuntimeError):
+  """The workdir cannot be used; str(e) says what to do."""
+
+
+def check_workdir(workdir: str) -> str:
+  """Absolute workdir path, created if missing; one clear error if it cannot hold a run."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir {workdir} is a file, not a directory; pass a directory path")
+  parent = workdir
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.access(parent, os.W_OK):
+    raise WorkdirError(f"--workdir {workdir} is not writable (no write permission on {parent}); "
+                       "pass a directory you can write to")
+  return workdir
+
+
+def _event_period(config) -> int:
+  """Iterations per call of train_steps: every log/sample/checkpoint boundary is a call boundary."""
+  return math.gcd(config.log_every, math.gcd(config.sample_every, config.checkpoint_every))
+
+
+def train_and_evaluate(config, workdir: str) -> GANState:
+  """Trains (or resumes) the run in `workdir` up to config.num_iterations; returns the state."""
+  from igan_jax import checkpoint as ckpt_lib
+  from igan_jax import data as data_lib
+  from igan_jax.logging import MetricWriter, save_image_grid
+
+  workdir = check_workdir(workdir)
+  config_dict = config.to_dict()
+  saved_config = ckpt_lib.load_saved_config(workdir) if os.path.isdir(workdir) else None
+  if saved_config is not None:
+    ckpt_lib.check_compatible(saved_config, config_dict, workdir)
+
+  # Data errors surface before anything is written into the workdir.
+  images, _ = data_lib.load_images(config.data.name, config.data.split,
+                                   config.data.data_dir or None, config.data.resolution)
+  if images.shape[1:] != image_shape(config):
+    raise ValueError(f"dataset images have shape {images.shape[1:]}, expected "
+                     f"{image_shape(config)}")
+
+  os.makedirs(workdir, exist_ok=True)
+  state = create_train_state(config)
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                       max_to_keep=config.keep_checkpoints)
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    print(f"[igan_jax] resumed {workdir} from step {int(state.step)}", flush=True)
+  ckpt_lib.save_config(workdir, config_dict)
+
+  images = jax.device_put(images)
+  writer = MetricWriter(workdir, config.num_iterations)
+  fixed_z = sample_latents(state, config.num_samples)
+  period = _event_period(config)
+  loop = resolve_loop(config.loop)
+  step = int(state.step)
+  window, t_window, steps_in_window = [], time.perf_counter(), 0
+
+  while step < config.num_iterations:
+    k = min(period - step % period, config.num_iterations - step)
+    state, metrics = train_steps(state, images, k, loop)
+    window.append(metrics)
+    steps_in_window += k
+    step += k
+    if step % config.log_every == 0 or step == config.num_iterations:
+      host = jax.device_get(window)  # the one host sync of a window
+      elapsed = time.perf_counter() - t_window
+      row = {key: float(np.mean(np.concatenate([np.atleast_1d(m[key]) for m in host])))
+             for key in host[0] if key not in ("finite", "step")}
+      row["finite"] = bool(all(np.all(m["finite"]) for m in host))
+      row["lr_d"], row["lr_g"] = learning_rates(config, step - 1)
+      row["it_per_s"] = steps_in_window / elapsed
+      writer.write(step, row)
+      writer.progress(step, row)
+      if not row["finite"]:
+        print(f"[igan_jax] WARNING: non-finite loss or gradient before step {step}",
+              flush=True)
+      window, t_window, steps_in_window = [], time.perf_counter(), 0
+    if step % config.sample_every == 0 or step == config.num_iterations:
+      save_image_grid(jax.device_get(generate(state, fixed_z)),
+                      os.path.join(workdir, "samples", f"step_{step:06d}.png"))
+    if step % config.checkpoint_every == 0 or step == config.num_iterations:
+      checkpointer.save(state)
+
+  checkpointer.wait()
+  checkpointer.close()
+  writer.close()
+  return state

@@ -1,0 +1,106 @@
+"""Generator / discriminator shapes at 28 and 96, the layer identities, parameter counts."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from igan_jax import models
+from igan_jax.models import layers
+
+
+class LayersTest(absltest.TestCase):
+
+  def test_patch_upsample_equals_transposed_conv(self):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 3, 5))
+    ours = layers.PatchUpsample(4, 3)
+    v = ours.init(jax.random.PRNGKey(1), x)
+    ref = nn.ConvTranspose(4, (3, 3), strides=(3, 3), padding="VALID")
+    # Same weights: Dense kernel (Cin, r·r·Cout) ordered (r, r, Cout) → HWIO (r, r, Cin, Cout).
+    # Flax's ConvTranspose (transpose_kernel=False) correlates over the dilated input, so its
+    # taps are the spatial flip of the patch layout.
+    k = v["params"]["kernel"]["kernel"].reshape(5, 3, 3, 4).transpose(1, 2, 0, 3)[::-1, ::-1]
+    rv = {"params": {"kernel": k, "bias": v["params"]["bias"] + 0.5}}
+    v["params"]["bias"] = v["params"]["bias"] + 0.5
+    np.testing.assert_allclose(ours.apply(v, x), ref.apply(rv, x), rtol=1e-5, atol=1e-5)
+    self.assertEqual(ours.apply(v, x).shape, (2, 9, 9, 4))
+
+  def test_pixel_shuffle_moves_channels_to_space(self):
+    x = jnp.arange(2 * 2 * 2 * 8, dtype=jnp.float32).reshape(2, 2, 2, 8)
+    y = layers.pixel_shuffle(x, 2)
+    self.assertEqual(y.shape, (2, 4, 4, 2))
+    np.testing.assert_array_equal(y[0, 0:2, 0:2, 0], x[0, 0, 0, 0::2].reshape(2, 2))
+    self.assertEqual(sorted(np.asarray(y).ravel().tolist()), sorted(np.asarray(x).ravel().tolist()))
+
+  def test_unknown_norm(self):
+    with self.assertRaises(ValueError):
+      layers.make_norm("group", True, 0.9, 1e-5)
+
+
+class ShapesTest(parameterized.TestCase):
+
+  @parameterized.parameters((28, 1), (96, 3), (96, 1))
+  def test_generator(self, res, ch):
+    g = models.IGANGenerator(resolution=res, out_channels=ch, channels=8)
+    z = jax.random.normal(jax.random.PRNGKey(0), (3, 100))
+    v = g.init(jax.random.PRNGKey(1), z)
+    out, mut = g.apply(v, z, train=True, rngs={"dropout": jax.random.PRNGKey(2)},
+                       mutable=["batch_stats"])
+    self.assertEqual(out.shape, (3, res, res, ch))
+    self.assertTrue(np.all(np.abs(out) <= 1.0))
+    self.assertIn("shortcut", v["params"])
+    self.assertIn("branch", v["params"])
+    # The 4→96 (or 7→28) shortcut is one patch upsample with kernel = stride = res / base.
+    base = models.TOPOLOGY[res]["base"]
+    self.assertEqual(v["params"]["shortcut"]["kernel"]["kernel"].shape,
+                     (8, (res // base) ** 2 * 8))
+    self.assertEqual(g.apply(v, z, train=False).shape, (3, res, res, ch))
+
+  def test_generator_dense_stems_match_paper_at_96(self):
+    g = models.IGANGenerator(resolution=96, out_channels=3)
+    v = g.init(jax.random.PRNGKey(1), jnp.zeros((1, 100)))
+    self.assertEqual(v["params"]["fc_base"]["kernel"].shape, (100, 4 * 4 * 64))
+    self.assertEqual(v["params"]["fc_branch"]["kernel"].shape, (100, 24 * 24 * 64))
+
+  def test_unsupported_resolution(self):
+    g = models.IGANGenerator(resolution=64)
+    with self.assertRaisesRegex(ValueError, "28, 96"):
+      g.init(jax.random.PRNGKey(0), jnp.zeros((1, 100)))
+
+  @parameterized.product(res=(28, 96), norm=("batch", "layer", "none"))
+  def test_discriminator(self, res, norm):
+    d = models.ResidualDiscriminator(widths=(8, 16), norm=norm)
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, res, res, 3))
+    v = d.init(jax.random.PRNGKey(1), x)
+    out, _ = d.apply(v, x, train=True, mutable=["batch_stats"])
+    self.assertEqual(out.shape, (3,))
+    self.assertEqual("batch_stats" in v, norm == "batch")
+
+  def test_param_count(self):
+    self.assertEqual(models.param_count({"a": jnp.zeros((3, 4)), "b": [jnp.zeros(5)]}), 17)
+
+
+if __name__ == "__main__":
+  absltest.main()
+
+
+class SubPixelConvTransposeTest(absltest.TestCase):
+
+  def test_equals_pytorch_transposed_conv_definition(self):
+    # PyTorch ConvTranspose2d(k=3, s=2, p=1, output_padding=1):
+    #   y[o] = Σ_i x[i] · w[o − 2i + 1]  for 0 ≤ o − 2i + 1 < 3, per spatial axis.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    layer = layers.SubPixelConvTranspose(6, use_bias=False)
+    v = layer.init(jax.random.PRNGKey(0), jnp.asarray(x))
+    w = np.asarray(v["params"]["kernel"])  # (3, 3, Cin, Cout)
+    want = np.zeros((2, 6, 8, 6), np.float64)
+    for oh in range(6):
+      for ow in range(8):
+        for ih in range(3):
+          for iw in range(4):
+            kh, kw = oh - 2 * ih + 1, ow - 2 * iw + 1
+            if 0 <= kh < 3 and 0 <= kw < 3:
+              want[:, oh, ow] += x[:, ih, iw] @ w[kh, kw]
+    got = layer.apply(v, jnp.asarray(x))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
