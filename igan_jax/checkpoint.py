@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -79,6 +81,37 @@ class Checkpointer:
           f"checkpoint {step} in {self.directory} cannot be read ({type(e).__name__}: "
           f"{str(e).splitlines()[0][:200]})") from e
     return from_checkpoint(target, restored)
+
+  def restore_latest_good(self, target: GANState) -> tuple[GANState, list[tuple[int, str]]]:
+    """Restores the newest checkpoint that reads; returns (state, [(step, why) skipped]).
+
+    A newer checkpoint that cannot be read while an older one can is damaged (truncated, disk
+    full, edited): it is moved aside to `<checkpoints>_damaged/<step>` — kept, never deleted —
+    so that training can write that step again. If no checkpoint reads, nothing is moved and
+    CheckpointError says why (typically a checkpoint of another setup).
+    """
+    skipped = []
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        state = self.restore(target, step)
+      except CheckpointError as e:
+        skipped.append((step, str(e)))
+        continue
+      for bad, _ in skipped:
+        self._move_aside(bad)
+      return state, skipped
+    raise CheckpointError(skipped[0][1] + "; no older checkpoint reads either: use a new "
+                          "--workdir, or the config this workdir was trained with")
+
+  def _move_aside(self, step: int):
+    src = os.path.join(self.directory, str(step))
+    dst_dir = self.directory + "_damaged"
+    os.makedirs(dst_dir, exist_ok=True)
+    dst = os.path.join(dst_dir, str(step))
+    if os.path.exists(dst):
+      dst = f"{dst}.{int(time.time())}"
+    shutil.move(src, dst)
+    self._manager.reload()
 
   def wait(self):
     self._manager.wait_until_finished()

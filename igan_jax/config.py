@@ -34,6 +34,15 @@ def base_config() -> ml_collections.ConfigDict:
   # lax.scan). "auto" = python on CPU, scan elsewhere: on XLA:CPU the scan ran ~10× slower, on a
   # GPU it cost nothing (shared/bench/torch_ref/README.md).
   c.loop = "auto"
+  c.ema_decay = 0.0                # ours, not in the paper: EMA of G's weights when > 0
+  # Robustness (ours). A non-finite loss or gradient rolls back to the last good checkpoint
+  # with a fresh fold of the rng, at most max_rollbacks times.
+  c.max_rollbacks = 3
+  # SPEC §2: "if D's loss rapidly approaches 0, stop, adjust, retrain": warn when D's adversarial
+  # loss stays below collapse_threshold for collapse_patience logged windows; optionally stop.
+  c.collapse_threshold = 1e-3
+  c.collapse_patience = 3
+  c.stop_on_collapse = False
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "fashion_mnist"
@@ -73,6 +82,35 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+VARIANTS = ("igan", "dcgan", "wgan_gp")
+
+
+def apply_variant(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Sets the model and its own recipe: `--config=experiments/<data>.py:<variant>`.
+
+  igan: the paper's recipe (the defaults above).
+  dcgan: Radford et al. 2015 §3–4: BCE with hard 1/0 labels, Adam lr 2e-4, β1 = 0.5, batch norm
+    in both nets, one D update per G update, no penalty, no instance noise, constant lr.
+  wgan_gp: Gulrajani et al. 2017, Algorithm 1: Wasserstein loss, λ = 10, n_critic = 5,
+    Adam lr 1e-4, β = (0, 0.9), no batch norm in the critic, constant lr.
+  """
+  arg = arg or "igan"
+  if arg not in VARIANTS:
+    raise ValueError(f"unknown variant {arg!r}; available: {', '.join(VARIANTS)}")
+  c.model.name = arg
+  if arg == "dcgan":
+    c.loss.update(name="bce", real_label=1.0, fake_label=0.0, gp_weight=0.0, noise_std=0.0)
+    c.n_critic = 1
+    c.optim.update(schedule="constant", d_init_lr=2e-4, d_end_lr=2e-4, g_lr_ratio=1.0,
+                   b1=0.5, b2=0.999)
+  elif arg == "wgan_gp":
+    c.loss.update(name="wasserstein", gp_weight=10.0, noise_std=0.0)
+    c.n_critic = 5
+    c.optim.update(schedule="constant", d_init_lr=1e-4, d_end_lr=1e-4, g_lr_ratio=1.0,
+                   b1=0.0, b2=0.9)
+  return c
+
+
 def _check(cond: bool, key: str, msg: str):
   if not cond:
     raise ConfigError(f"config.{key}: {msg}")
@@ -80,7 +118,7 @@ def _check(cond: bool, key: str, msg: str):
 
 def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Raises ConfigError naming the key and the fix for the first bad value; returns c."""
-  from igan_jax.data import SUPPORTED  # late: keeps `import igan_jax.config` light
+  from igan_jax.data import SUPPORTED, is_supported  # late: keeps `import igan_jax.config` light
 
   for key in ("num_iterations", "batch_size", "n_critic", "checkpoint_every", "log_every",
               "sample_every", "keep_checkpoints", "num_samples"):
@@ -89,13 +127,20 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     lo = 0 if key == "num_iterations" else 1
     _check(v >= lo, key, f"must be ≥ {lo}, got {v}")
   _check(isinstance(c.seed, int), "seed", f"must be an integer, got {c.seed!r}")
+  _check(c.max_rollbacks >= 0, "max_rollbacks", f"must be ≥ 0, got {c.max_rollbacks}")
+  _check(c.collapse_patience >= 1, "collapse_patience", f"must be ≥ 1, got {c.collapse_patience}")
+  _check(0 <= c.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {c.ema_decay}")
   _check(c.loop in LOOPS, "loop", f"must be one of {LOOPS}, got {c.loop!r}")
-  _check(c.data.name in SUPPORTED, "data.name",
-         f"unknown dataset {c.data.name!r}; supported: {', '.join(SUPPORTED)}")
+  _check(is_supported(c.data.name), "data.name",
+         f"unknown dataset {c.data.name!r}; supported: {', '.join(SUPPORTED)}, "
+         "lsun/<category>, folder:/abs/path")
   _check(c.data.resolution in supported_resolutions(), "data.resolution",
          f"must be one of {supported_resolutions()}, got {c.data.resolution!r}")
   _check(c.model.name in MODELS, "model.name",
          f"unknown model {c.model.name!r}; choose one of {', '.join(MODELS)}")
+  _check(c.model.name not in ("igan_v2", "igan_vn"), "model.name",
+         f"{c.model.name} is built (igan_jax/models/igan_vn.py) but its per-class training "
+         "step is not wired into train.py yet; train igan, dcgan or wgan_gp")
   _check(c.model.d_norm in ("batch", "layer", "none"), "model.d_norm",
          f"must be batch, layer or none, got {c.model.d_norm!r}")
   _check(c.model.dtype in ("float32", "bfloat16"), "model.dtype",

@@ -71,20 +71,24 @@ def add_instance_noise(key, x, std: float):
 
 
 def interpolate(key, real, fake):
-  """x̂ = ε·real + (1 − ε)·fake with one ε ~ U[0, 1] per sample."""
-  eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+  """x̂ = ε·real + (1 − ε)·fake with one ε ~ U[0, 1] per image.
+
+  Images are the last three axes (H, W, C); any leading axes — (B,) or, for the class-stacked
+  models, (N, B) — index samples.
+  """
+  eps = jax.random.uniform(key, real.shape[:-3] + (1, 1, 1), real.dtype)
   return eps * real + (1.0 - eps) * fake
 
 
 def gradient_penalty(d_fn: Callable, x_hat, target_norm: float = 1.0):
   """E[(‖∇_x D(x)‖₂ − target)²] at x = x_hat, and the per-sample gradient norms.
 
-  `d_fn` maps a batch to per-sample logits (B,). The gradient of their sum gives each sample's
+  `d_fn` maps images (..., H, W, C) to per-sample logits (...,); norms are per image. The gradient of their sum gives each sample's
   input gradient when samples do not interact; with batch norm in train mode they do, and this is
   then the gradient of the batch's summed output, the same quantity `torch.autograd.grad` of the
   summed output gives. Differentiable again (`jax.grad` of it reaches the parameters).
   Unweighted: the caller multiplies by λ.
   """
   grads = jax.grad(lambda x: jnp.sum(d_fn(x)))(x_hat)
-  norms = jnp.sqrt(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=-1) + 1e-12)
+  norms = jnp.sqrt(jnp.sum(grads ** 2, axis=(-3, -2, -1)) + 1e-12)
   return jnp.mean((norms - target_norm) ** 2), norms

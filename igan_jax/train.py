@@ -28,7 +28,6 @@ from igan_jax.state import GANState, ModelState, StepConfig
 
 # Stream ids for fold_in: each consumer of randomness in iteration t gets its own stream.
 _DATA, _CRITIC, _GEN, _SAMPLES = 0, 1, 2, 3
-IMAGE_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "celeb_a": 3, "lsun/bedroom": 3}
 
 
 def step_config(config) -> StepConfig:
@@ -40,8 +39,8 @@ def step_config(config) -> StepConfig:
 
 
 def image_shape(config) -> tuple[int, int, int]:
-  r = config.data.resolution
-  return (r, r, IMAGE_CHANNELS[config.data.name])
+  from igan_jax.data import image_shape as dataset_image_shape
+  return tuple(dataset_image_shape(config.data.name, config.data.resolution))
 
 
 @functools.lru_cache(maxsize=16)
@@ -264,11 +263,44 @@ def _event_period(config) -> int:
   return math.gcd(config.log_every, math.gcd(config.sample_every, config.checkpoint_every))
 
 
+class TrainingDiverged(RuntimeError):
+  """Training produced non-finite values more often than config.max_rollbacks allows."""
+
+
+class CollapseMonitor:
+  """SPEC §2's advice as a diagnostic: D's adversarial loss stuck near 0 (D wins outright)."""
+
+  def __init__(self, threshold: float, patience: int):
+    self.threshold, self.patience = threshold, patience
+    self.low_since, self.count, self.warned = None, 0, False
+
+  def update(self, step_start: int, d_adv: float) -> int | None:
+    """Feeds one logged window; returns the step where the collapse began once it is confirmed."""
+    if d_adv < self.threshold:
+      self.low_since = step_start if self.low_since is None else self.low_since
+      self.count += 1
+    else:
+      self.low_since, self.count, self.warned = None, 0, False
+    return self.low_since if self.count >= self.patience else None
+
+
+def _is_finite(metrics) -> bool:
+  return bool(jax.device_get(jnp.all(metrics["finite"])))
+
+
 def train_and_evaluate(config, workdir: str) -> GANState:
-  """Trains (or resumes) the run in `workdir` up to config.num_iterations; returns the state."""
+  """Trains (or resumes) the run in `workdir` up to config.num_iterations; returns the state.
+
+  Per call of train_steps (every gcd(log, sample, checkpoint) iterations) one scalar comes back
+  to the host: whether every loss and gradient norm was finite. A non-finite window is never
+  logged as good nor checkpointed: the run rolls back to the last checkpoint (or the initial
+  state) with a fresh fold of the rng, at most config.max_rollbacks times (then
+  TrainingDiverged names the step and the last good checkpoint).
+  """
   from igan_jax import checkpoint as ckpt_lib
   from igan_jax import data as data_lib
   from igan_jax.logging import MetricWriter, save_image_grid
+  from igan_jax.workdir_lock import WorkdirLock
 
   workdir = check_workdir(workdir)
   config_dict = config.to_dict()
@@ -284,11 +316,21 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                      f"{image_shape(config)}")
 
   os.makedirs(workdir, exist_ok=True)
-  state = create_train_state(config)
+  with WorkdirLock(workdir):
+    return _train_locked(config, workdir, config_dict, images, ckpt_lib, MetricWriter,
+                         save_image_grid)
+
+
+def _train_locked(config, workdir, config_dict, images, ckpt_lib, MetricWriter, save_image_grid):
+  initial = create_train_state(config)
+  state = initial
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                        max_to_keep=config.keep_checkpoints)
   if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
+    state, skipped = checkpointer.restore_latest_good(state)
+    for bad, why in skipped:
+      print(f"[igan_jax] WARNING: checkpoint {bad} is damaged ({why}); moved it to "
+            f"{checkpointer.directory}_damaged/ and resumed from an older one", flush=True)
     print(f"[igan_jax] resumed {workdir} from step {int(state.step)}", flush=True)
   ckpt_lib.save_config(workdir, config_dict)
 
@@ -297,36 +339,69 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   fixed_z = sample_latents(state, config.num_samples)
   period = _event_period(config)
   loop = resolve_loop(config.loop)
-  step = int(state.step)
-  window, t_window, steps_in_window = [], time.perf_counter(), 0
+  collapse = CollapseMonitor(config.collapse_threshold, config.collapse_patience)
+  step, rollbacks = int(state.step), 0
+  window, t_window, steps_in_window, window_start = [], time.perf_counter(), 0, step
 
-  while step < config.num_iterations:
-    k = min(period - step % period, config.num_iterations - step)
-    state, metrics = train_steps(state, images, k, loop)
-    window.append(metrics)
-    steps_in_window += k
-    step += k
-    if step % config.log_every == 0 or step == config.num_iterations:
-      host = jax.device_get(window)  # the one host sync of a window
-      elapsed = time.perf_counter() - t_window
-      row = {key: float(np.mean(np.concatenate([np.atleast_1d(m[key]) for m in host])))
-             for key in host[0] if key not in ("finite", "step")}
-      row["finite"] = bool(all(np.all(m["finite"]) for m in host))
-      row["lr_d"], row["lr_g"] = learning_rates(config, step - 1)
-      row["it_per_s"] = steps_in_window / elapsed
-      writer.write(step, row)
-      writer.progress(step, row)
-      if not row["finite"]:
-        print(f"[igan_jax] WARNING: non-finite loss or gradient before step {step}",
-              flush=True)
-      window, t_window, steps_in_window = [], time.perf_counter(), 0
-    if step % config.sample_every == 0 or step == config.num_iterations:
-      save_image_grid(jax.device_get(generate(state, fixed_z)),
-                      os.path.join(workdir, "samples", f"step_{step:06d}.png"))
-    if step % config.checkpoint_every == 0 or step == config.num_iterations:
-      checkpointer.save(state)
-
-  checkpointer.wait()
-  checkpointer.close()
-  writer.close()
+  try:
+    while step < config.num_iterations:
+      k = min(period - step % period, config.num_iterations - step)
+      new_state, metrics = train_steps(state, images, k, loop)
+      if not _is_finite(metrics):
+        rollbacks += 1
+        bad_step = step + int(np.argmin(np.asarray(jax.device_get(metrics["finite"]))))
+        checkpointer.wait()
+        good = checkpointer.latest_step()
+        where = f"checkpoint {good} in {checkpointer.directory}" if good is not None else \
+            "the initial state (no checkpoint yet)"
+        if rollbacks > config.max_rollbacks:
+          raise TrainingDiverged(
+              f"non-finite loss or gradient at step {bad_step} after {rollbacks - 1} rollbacks "
+              f"(config.max_rollbacks={config.max_rollbacks}); last good: {where}. Lower the "
+              "learning rate (config.optim.d_init_lr) or change the recipe, then rerun")
+        state = checkpointer.restore(initial) if good is not None else initial
+        # A fresh fold of the rng: the same randomness would diverge the same way again.
+        state = state.replace(rng=jax.random.fold_in(state.rng, 0x0B00 + rollbacks))
+        print(f"[igan_jax] WARNING: non-finite loss or gradient at step {bad_step}; rolled back "
+              f"to {where} ({rollbacks}/{config.max_rollbacks})", flush=True)
+        writer.write(bad_step, {"rollback": rollbacks, "rolled_back_to": int(state.step)})
+        step = int(state.step)
+        window, t_window, steps_in_window, window_start = [], time.perf_counter(), 0, step
+        continue
+      state = new_state
+      window.append(metrics)
+      steps_in_window += k
+      step += k
+      if step % config.log_every == 0 or step == config.num_iterations:
+        host = jax.device_get(window)  # the one metrics transfer of a window
+        elapsed = time.perf_counter() - t_window
+        row = {key: float(np.mean(np.concatenate([np.atleast_1d(m[key]) for m in host])))
+               for key in host[0] if key not in ("finite", "step")}
+        row["lr_d"], row["lr_g"] = learning_rates(config, step - 1)
+        row["it_per_s"] = steps_in_window / elapsed
+        row["rollbacks"] = rollbacks
+        began = collapse.update(window_start, row["d_adv"])
+        row["d_collapsed"] = began is not None
+        writer.write(step, row)
+        writer.progress(step, row)
+        if began is not None and not collapse.warned:
+          collapse.warned = True
+          print(f"[igan_jax] WARNING: the discriminator's loss has stayed below "
+                f"{config.collapse_threshold} since step {began} (SPEC §2: D wins; consider "
+                "stopping and adjusting the learning rates or n_critic)", flush=True)
+          writer.write(step, {"collapse_began": began})
+        window, t_window, steps_in_window, window_start = [], time.perf_counter(), 0, step
+        if began is not None and config.stop_on_collapse:
+          checkpointer.save(state)
+          print(f"[igan_jax] stopping at step {step}: config.stop_on_collapse", flush=True)
+          break
+      if step % config.sample_every == 0 or step == config.num_iterations:
+        save_image_grid(jax.device_get(generate(state, fixed_z)),
+                        os.path.join(workdir, "samples", f"step_{step:06d}.png"))
+      if step % config.checkpoint_every == 0 or step == config.num_iterations:
+        checkpointer.save(state)
+  finally:
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
   return state

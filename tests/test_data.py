@@ -28,6 +28,7 @@ from igan_jax.data.sampler import sample_batches, sample_class_batches
 REPO = Path(__file__).resolve().parents[1]
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+MNIST_LIKE = ("mnist", "fashion_mnist")  # the 28x28x1 datasets (the others: test_data_large.py)
 
 needs_debian = pytest.mark.skipif(
     not os.path.isdir(fmo.DEBIAN_DIR),
@@ -56,7 +57,7 @@ def _offline_or_skip(url):
 
 
 def test_supported_names():
-    assert SUPPORTED == ("mnist", "fashion_mnist")
+    assert SUPPORTED == ("mnist", "fashion_mnist", "celeb_a", "lsun/bedroom")
 
 
 @pytest.mark.parametrize("fn", [
@@ -72,9 +73,9 @@ def test_unknown_dataset_lists_supported(fn):
 
 
 @pytest.mark.parametrize("name", ["celeb_a", "lsun/bedroom"])
-def test_planned_dataset_not_yet_supported(name):
-    with pytest.raises(DatasetError, match="not supported yet.*mnist, fashion_mnist"):
-        load_images(name)
+def test_paper_datasets_are_supported(name):
+    s = sources.spec(name)
+    assert s.name == name and s.channels == 3 and s.kind != "tfds"
 
 
 @pytest.mark.parametrize("resolution", [0, -3, 2.5, "96", True])
@@ -97,7 +98,7 @@ def _tfds_checksums(name):
     return {filename: (url, int(size), sha) for url, size, sha, filename in rows}
 
 
-@pytest.mark.parametrize("name", SUPPORTED)
+@pytest.mark.parametrize("name", MNIST_LIKE)
 def test_registry_matches_tfds_checksums(name):
     registered = _tfds_checksums(name)
     s = sources.spec(name)
@@ -204,7 +205,7 @@ def test_fill_manual_dir_missing_debian_files(tmp_path):
 # load_images under tfds.testing.mock_data: in-process, nothing written.
 
 
-@pytest.mark.parametrize("name", SUPPORTED)
+@pytest.mark.parametrize("name", MNIST_LIKE)
 def test_load_images_under_mock_data(name, tmp_path):
     import tensorflow_datasets as tfds
     with tfds.testing.mock_data(num_examples=5):

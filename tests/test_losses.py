@@ -69,14 +69,22 @@ class GradientPenaltyTest(absltest.TestCase):
     self.assertAlmostEqual(float(gp), 0.0, places=6)
 
   def test_penalty_is_differentiable_in_parameters(self):
-    x = jax.random.normal(jax.random.PRNGKey(0), (4, 6))
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, 1, 2, 3))  # images: (B, H, W, C)
     def penalty(w):
-      return losses.gradient_penalty(lambda v: jnp.sin(v @ w), x)[0]
+      return losses.gradient_penalty(lambda v: jnp.sin(v.reshape(4, -1) @ w), x)[0]
     w = jax.random.normal(jax.random.PRNGKey(3), (6,))
     g = jax.grad(penalty)(w)
     e = jnp.zeros(6).at[2].set(1e-3)
     fd = (penalty(w + e) - penalty(w - e)) / 2e-3
     np.testing.assert_allclose(g[2], fd, rtol=2e-2, atol=1e-4)
+
+  def test_class_stacked_images_get_per_image_eps_and_norms(self):
+    # (N, B, H, W, C) inputs, as the class-stacked models give: one ε and one norm per image.
+    real, fake = jnp.ones((3, 5, 2, 2, 1)), jnp.zeros((3, 5, 2, 2, 1))
+    x_hat = losses.interpolate(jax.random.PRNGKey(0), real, fake)
+    self.assertEqual(len(np.unique(np.asarray(x_hat)[..., 0, 0, 0])), 15)
+    _, norms = losses.gradient_penalty(lambda v: jnp.sum(v, axis=(-3, -2, -1)), x_hat)
+    np.testing.assert_allclose(norms, np.full((3, 5), 2.0), rtol=1e-5)  # ‖1‖ over 4 pixels
 
   def test_interpolation_per_sample_eps(self):
     real, fake = jnp.ones((64, 2, 2, 1)), jnp.zeros((64, 2, 2, 1))

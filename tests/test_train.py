@@ -1,4 +1,5 @@
 """One training step on small shapes, train_steps, generate, and bit-exact resume."""
+import os
 import tempfile
 
 import jax
@@ -106,3 +107,19 @@ class ResumeTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class BaselineVariantsTest(absltest.TestCase):
+
+  def test_dcgan_and_wgan_gp_recipes_train(self):
+    for variant, n_critic, loss in (("dcgan", 1, "bce"), ("wgan_gp", 5, "wasserstein")):
+      config = igan_jax.load_config(
+          os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "experiments", "fashion_mnist.py"), variant)
+      self.assertEqual((config.model.name, config.n_critic, config.loss.name),
+                       (variant, n_critic, loss))
+      config.batch_size, config.model.channels = 4, 8
+      state = igan_jax.create_train_state(config)
+      state, m = igan_jax.train_steps(state, _images(), 1)
+      self.assertTrue(bool(m["finite"][0]), variant)
+      self.assertEqual(int(state.d.step), n_critic)

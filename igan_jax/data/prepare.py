@@ -1,12 +1,21 @@
 """CLI: prepare a dataset once (download or manual files -> TFDS array_record).
 
     python -m igan_jax.data.prepare --dataset=fashion_mnist [--data_dir=D] [--manual_dir=M]
+    python -m igan_jax.data.prepare --dataset=celeb_a [--split=train] [--resolution=96]
+    python -m igan_jax.data.prepare --dataset=lsun/bedroom [--workers=16]
+    python -m igan_jax.data.prepare --dataset=folder:/abs/path/to/images
+
+For celeb_a, lsun/<category>, folder:/path and A+B combinations it then
+builds the prepared 96x96 (or --resolution) shards of --split
+(`igan_jax.data.image_datasets.prepare_images`); for mnist/fashion_mnist with
+--resolution it also writes that resolution's .npz cache.  --tfds_only stops
+after the TFDS step.
 
 This is the only igan_jax entry point that may import TensorFlow (through
-TFDS's builders); `load_images` runs it as a subprocess when a training
-process finds its dataset unprepared.  On a DatasetError it prints
-"igan_jax.data.prepare: error: <one-line message>" to stderr and exits 2
-(no traceback); `sources._prepare_in_subprocess` relies on that line.
+TFDS's builders); `load_images` runs it (with --tfds_only) as a subprocess
+when a training process finds its dataset unprepared.  On a DatasetError it
+prints "igan_jax.data.prepare: error: <one-line message>" to stderr and exits
+2 (no traceback); `sources._prepare_in_subprocess` relies on that line.
 """
 
 from __future__ import annotations
@@ -31,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--manual_dir", default=None,
                    help="dir with manually downloaded source files "
                         "(default: <data_dir>/downloads/manual)")
+    p.add_argument("--split", default="train",
+                   help="split whose images to prepare (default: train)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="image size to prepare (default: 96 for the 3-channel datasets; "
+                        "mnist/fashion_mnist: only the TFDS step unless given)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode/resize threads (default: the CPUs this process may use)")
+    p.add_argument("--tfds_only", action="store_true",
+                   help="only the TFDS download/convert step (what load_images runs)")
     p.add_argument("--debian_dir", default=None,
                    help="Debian's dataset-fashion-mnist dir (default: "
                         "$IGAN_FASHION_MNIST_DEBIAN_DIR or /usr/share/datasets/fashion-mnist)")
@@ -51,7 +69,19 @@ def main(argv: list[str] | None = None) -> int:
         else sources.default_data_dir()
     start = time.time()
     try:
-        sources.prepare(args.dataset, data_dir, args.manual_dir, debian_dir=args.debian_dir)
+        specs = sources.parts(args.dataset)
+        images = not args.tfds_only and (any(s.kind != "tfds" for s in specs)
+                                         or args.resolution is not None)
+        for s in specs:
+            # LSUN and folders check their sources for --split when preparing images.
+            if s.kind not in ("lsun", "folder") or not images:
+                sources.prepare(s.name, data_dir, args.manual_dir, debian_dir=args.debian_dir)
+        if images:
+            from igan_jax.data import image_datasets  # pylint: disable=g-import-not-at-top
+            for path in image_datasets.prepare_images(
+                    args.dataset, args.split, data_dir, args.resolution,
+                    manual_dir=args.manual_dir, workers=args.workers):
+                print(f"prepared {path}", flush=True)
     except sources.DatasetError as e:
         message = " ".join(str(e).split())
         print(f"{sources._ERROR_PREFIX}{message}", file=sys.stderr)  # pylint: disable=protected-access

@@ -21,6 +21,28 @@ the mock, like TFDS's own ``download_and_prepare``.
 
 There is no fallback to fake data: a dataset that cannot be found raises
 DatasetError with one paragraph that says what to do.
+
+Dataset names (`is_supported`):
+
+* ``mnist``, ``fashion_mnist``: 28x28x1, 10 classes, cached as one .npz.
+* ``celeb_a``: TFDS's CelebA (prepared with TFDS, may need TensorFlow: in a
+  subprocess), then cropped and resized once into a prepared dataset of .npy
+  shards (`igan_jax.data.prepared`); labels are the attribute ``Male``
+  (1 = Male, 0 = not Male: the two classes of IGAN_V2), all 40 attributes are
+  kept (`load_attributes`, ``label_attribute=``).
+* ``lsun/<category>``: any of TFDS's 30 LSUN categories, read from the
+  original LMDB archives in TFDS's manual dir (`igan_jax.data.lsun`), one
+  class.  IGAN_V2 needs a second scene class for LSUN bedroom: we use
+  ``lsun/church_outdoor`` (`TWO_CLASS_LSUN`): an outdoor scene, clearly
+  distinct from bedrooms, the usual second LSUN category of GAN papers, and a
+  2.4 GB download (126k images) instead of kitchen's 2.2 M images.
+* ``folder:/abs/path``: a folder of images (`igan_jax.data.folder`), one class.
+* ``A+B[+C...]`` (not folders): the named datasets as classes 0, 1, ...,
+  e.g. `TWO_CLASS_LSUN` = ``lsun/bedroom+lsun/church_outdoor``.
+
+All but mnist/fashion_mnist have 3 channels and default to 96x96 (SPEC §3).
+Data that does not fit in memory streams from the prepared shards through
+`igan_jax.data.stream.stream_batches`.
 """
 
 from __future__ import annotations
@@ -59,7 +81,15 @@ class DatasetSpec:
         (those will need a crop recipe before they can be resized).
       num_classes: number of label classes.
       manual_files: the source files TFDS accepts in its manual dir.
-      download_url: where those files can be fetched.
+      download_url: where those files can be fetched (the network check
+        connects to its host).
+      kind: "tfds" (decoded whole into an .npz cache), "tfds_images" (TFDS,
+        then a prepared dataset of shards), "lsun" (LMDB archives read
+        directly) or "folder".
+      crop: the crop recipe of the prepared kinds (`igan_jax.data.imageproc`).
+      homepage: where a person finds the files (shown in error messages
+        instead of download_url when set).
+      channels: channels of the prepared images.
     """
 
     name: str
@@ -68,6 +98,10 @@ class DatasetSpec:
     num_classes: int
     manual_files: tuple[str, ...]
     download_url: str
+    kind: str = "tfds"
+    crop: str | None = None
+    homepage: str = ""
+    channels: int = 1
 
 
 _MNIST_FILES = (
@@ -77,9 +111,35 @@ _MNIST_FILES = (
     "t10k-labels-idx1-ubyte.gz",
 )
 
-# celeb_a and lsun/bedroom will join this registry (they need a crop recipe
-# and manual-download instructions of their own); until then they are reported
-# as not yet supported.
+# TFDS's celeb_a builder downloads these five files (datasets/celeb_a/
+# checksums.tsv: the names TFDS looks for in the manual dir).
+_CELEBA_FILES = (
+    "img_align_celeba.zip",
+    "list_attr_celeba.txt",
+    "list_eval_partition.txt",
+    "list_landmarks_align_celeba.txt",
+    "identity_CelebA.txt",
+)
+
+# CelebA's 40 binary attributes, in the column order of list_attr_celeba.txt
+# (= TFDS's ATTR_HEADINGS); attributes.npy stores them in this order.
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
+    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
+    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
+    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
+    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
+    "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)
+CELEBA_LABEL = "Male"  # IGAN_V2's two CelebA classes: not Male (0), Male (1)
+
+# The resolution of the prepared 3-channel datasets when none is asked for (SPEC §3).
+DEFAULT_RESOLUTION = 96
+
+# IGAN_V2 on LSUN: bedrooms are class 0, church_outdoor class 1 (module docstring).
+TWO_CLASS_LSUN = "lsun/bedroom+lsun/church_outdoor"
+
 _REGISTRY: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         name="mnist",
@@ -97,10 +157,25 @@ _REGISTRY: dict[str, DatasetSpec] = {
         manual_files=_MNIST_FILES,
         download_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     ),
+    "celeb_a": DatasetSpec(
+        name="celeb_a",
+        tfds_name="celeb_a:2.1.0",
+        native_shape=(218, 178, 3),
+        num_classes=2,
+        manual_files=_CELEBA_FILES,
+        download_url="https://drive.google.com/",
+        kind="tfds_images",
+        crop="center:108",  # imageproc.CELEBA_CROP
+        homepage="http://mmlab.ie.cuhk.edu.hk/projects/CelebA.html",
+        channels=3,
+    ),
 }
-_PLANNED = ("celeb_a", "lsun/bedroom")
+_LSUN_PREFIX = "lsun/"
+_FOLDER_PREFIX = "folder:"
 
-SUPPORTED = tuple(_REGISTRY)  # ("mnist", "fashion_mnist")
+# The paper's datasets.  Also accepted (see is_supported): any lsun/<category>,
+# folder:/abs/path, and A+B combinations.
+SUPPORTED = ("mnist", "fashion_mnist", "celeb_a", "lsun/bedroom")
 
 # Bump when the cache layout or the meaning of a recipe field changes.
 _CACHE_FORMAT = 1
@@ -111,14 +186,63 @@ _ERROR_PREFIX = f"{_PREPARE_PROG}: error: "  # how the CLI reports a DatasetErro
 
 
 def spec(name: str) -> DatasetSpec:
-    """The registry entry for `name`; DatasetError if unknown or not yet supported."""
+    """The spec of one dataset (not an A+B combination); DatasetError if unknown."""
+    if not isinstance(name, str):
+        raise DatasetError(f"A dataset name is a string, got {name!r}.")
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if name.startswith(_LSUN_PREFIX):
+        return _lsun_spec(name)
+    if name.startswith(_FOLDER_PREFIX):
+        from igan_jax.data import folder  # pylint: disable=g-import-not-at-top
+        path = folder.folder_path(name)
+        return DatasetSpec(name=f"{_FOLDER_PREFIX}{path}", tfds_name="", native_shape=None,
+                           num_classes=1, manual_files=(), download_url="", kind="folder",
+                           crop="center_short_side", channels=3)
     supported = ", ".join(SUPPORTED)
-    if name in _PLANNED:
-        raise DatasetError(
-            f"Dataset {name!r} is not supported yet; supported datasets: {supported}.")
-    raise DatasetError(f"Unknown dataset {name!r}; supported datasets: {supported}.")
+    raise DatasetError(f"Unknown dataset {name!r}; supported datasets: {supported}; also "
+                       f"lsun/<category>, folder:/abs/path and A+B (classes 0, 1).")
+
+
+def _lsun_spec(name: str) -> DatasetSpec:
+    from igan_jax.data import lsun  # pylint: disable=g-import-not-at-top
+    category = name[len(_LSUN_PREFIX):]
+    scenes, objects = lsun.categories()
+    if category not in scenes + objects:
+        raise DatasetError(f"Unknown LSUN category {category!r} in {name!r}; scenes: "
+                           f"{', '.join(scenes)}; objects: {', '.join(objects)}.")
+    if category in scenes:
+        files = (f"{category}_train_lmdb.zip", f"{category}_val_lmdb.zip")
+        url = lsun.BASE_URL + "scenes/"
+    else:
+        files, url = (f"{category}.zip",), lsun.BASE_URL + "objects/"
+    return DatasetSpec(name=name, tfds_name=f"lsun/{category}:3.1.0", native_shape=None,
+                       num_classes=1, manual_files=files, download_url=url, kind="lsun",
+                       crop="center_short_side", homepage=url, channels=3)
+
+
+def parts(name: str) -> list[DatasetSpec]:
+    """The datasets behind `name`: one, or the classes of an A+B combination."""
+    if isinstance(name, str) and "+" in name and not name.startswith(_FOLDER_PREFIX):
+        names = name.split("+")
+        if any(n.startswith(_FOLDER_PREFIX) for n in names):
+            raise DatasetError(f"{name!r}: folder datasets cannot be combined with '+'.")
+        if len(set(names)) != len(names) or any("+" in n for n in names):
+            raise DatasetError(f"{name!r}: each dataset may appear once in a combination.")
+        specs = [spec(n) for n in names]
+        if len({s.channels for s in specs}) != 1:
+            raise DatasetError(f"{name!r} combines datasets with different channel counts.")
+        return specs
+    return [spec(name)]
+
+
+def is_supported(name: str) -> bool:
+    """Whether `name` names a dataset (see the module docstring for the forms)."""
+    try:
+        parts(name)
+    except DatasetError:
+        return False
+    return True
 
 
 def default_data_dir() -> str:
@@ -189,6 +313,11 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     if _tfds_is_mocked():
         return
     data_dir = _resolve_data_dir(data_dir)
+    if s.kind in ("lsun", "folder"):
+        # Not TFDS datasets: nothing to convert before the images are
+        # prepared (`prepare_images`); check that the sources are there.
+        _check_sources(s, data_dir, manual_dir)
+        return
     if is_prepared(name, data_dir):
         _log.info("%s is already prepared in %s", name, data_dir)
         return
@@ -201,6 +330,23 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
             _log.info("%s was prepared in %s by another process", name, data_dir)
             return
         _prepare_locked(s, data_dir, manual_dir, debian_dir)
+
+
+def _check_sources(s: DatasetSpec, data_dir: str, manual_dir: str | None,
+                   splits: list[str] | None = None) -> None:
+    """DatasetError unless the files an LSUN or folder dataset is made from exist."""
+    if s.kind == "lsun":
+        from igan_jax.data import lsun  # pylint: disable=g-import-not-at-top
+        manual_dir = os.path.abspath(os.path.expanduser(manual_dir or default_manual_dir(data_dir)))
+        if splits is None:
+            splits = ["train", "validation"] if len(s.manual_files) == 2 else ["train"]
+        lsun.check_archives(s.name, s.name[len(_LSUN_PREFIX):], splits, manual_dir)
+    elif s.kind == "folder":
+        from igan_jax.data import folder  # pylint: disable=g-import-not-at-top
+        root = folder.folder_path(s.name)
+        if not folder.list_files(root):
+            raise DatasetError(f"Folder dataset {root} contains no files (hidden files and "
+                               f"directories are ignored); put images (jpg, png, ...) in it.")
 
 
 @contextlib.contextmanager
@@ -326,7 +472,7 @@ def _prepare_failure_message(s: DatasetSpec, manual_dir: str, kind: str, detail:
                              missing: list[str] | None = None) -> str:
     """One paragraph: what failed, and which files to put where."""
     put = (f"put the {len(s.manual_files)} original files {', '.join(s.manual_files)} "
-           f"(from {s.download_url}) into {manual_dir}")
+           f"(from {s.homepage or s.download_url}) into {manual_dir}")
     if s.name == "fashion_mnist":
         put += (", or install Debian's package dataset-fashion-mnist (its files are "
                 "restored into the manual dir automatically)")
@@ -347,17 +493,32 @@ def _prepare_failure_message(s: DatasetSpec, manual_dir: str, kind: str, detail:
 
 
 def load_images(name: str, split: str = "train", data_dir: str | None = None,
-                resolution: int | None = None, prepare_if_missing: bool = True
+                resolution: int | None = None, prepare_if_missing: bool = True, *,
+                manual_dir: str | None = None, label_attribute: str | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (N, H, W, C) and labels int32 (N,) of one split.
 
-    resolution None or the native size returns the images as stored; another
-    size resizes every image once (see `_resize`).  The result is cached under
-    <data_dir>/igan_jax_cache/; a corrupt or stale cache is deleted and rebuilt.
-    When the dataset is not prepared and `prepare_if_missing`, preparation runs
-    in a subprocess so that this process never imports TensorFlow.
+    mnist/fashion_mnist: resolution None or the native size returns the images
+    as stored; another size resizes every image once (see `_resize`).  The
+    result is cached under <data_dir>/igan_jax_cache/; a corrupt or stale cache
+    is deleted and rebuilt.  When the dataset is not prepared and
+    `prepare_if_missing`, preparation runs in a subprocess so that this process
+    never imports TensorFlow.
+
+    celeb_a, lsun/<category>, folder:/path and A+B combinations: see
+    `igan_jax.data.image_datasets.load_images` (prepared once into shards,
+    resolution None = 96, all in memory: DatasetError when larger than 80% of
+    the machine's RAM; stream those with `stream_batches`).  `manual_dir`
+    (default <data_dir>/downloads/manual) is where the original files are;
+    `label_attribute` picks the CelebA attribute used as label (default Male).
     """
-    s = spec(name)
+    specs = parts(name)
+    if len(specs) > 1 or specs[0].kind != "tfds" or label_attribute is not None:
+        from igan_jax.data import image_datasets  # pylint: disable=g-import-not-at-top
+        return image_datasets.load_images(name, split, data_dir, resolution, prepare_if_missing,
+                                          manual_dir=manual_dir,
+                                          label_attribute=label_attribute)
+    s = specs[0]
     data_dir = _resolve_data_dir(data_dir)
     res = _resolve_resolution(s, resolution)
 
@@ -374,14 +535,15 @@ def load_images(name: str, split: str = "train", data_dir: str | None = None,
     if s.native_shape is not None and res != s.native_shape[0]:
         # Resize from the (cached) native arrays, so each resolution costs one
         # decode of the TFDS data at most.
-        images, labels = load_images(name, split, data_dir, None, prepare_if_missing)
+        images, labels = load_images(name, split, data_dir, None, prepare_if_missing,
+                                     manual_dir=manual_dir)
     else:
         if not is_prepared(name, data_dir):
             if not prepare_if_missing:
                 raise DatasetError(
                     f"Dataset {name} is not prepared in {data_dir}; run `{sys.executable} "
                     f"-m {_PREPARE_PROG} --dataset={name} --data_dir={data_dir}` first.")
-            _prepare_in_subprocess(name, data_dir)
+            _prepare_in_subprocess(name, data_dir, manual_dir)
         images, labels = _read_tfds(s, split, data_dir)
     images = _resize(images, res)
     _write_cache(path, images, labels, recipe)
@@ -389,6 +551,8 @@ def load_images(name: str, split: str = "train", data_dir: str | None = None,
 
 
 def _resolve_resolution(s: DatasetSpec, resolution: int | None) -> int:
+    if resolution is None and s.kind != "tfds":
+        return DEFAULT_RESOLUTION
     if resolution is None:
         if s.native_shape is None:
             raise DatasetError(f"Dataset {s.name} has no native resolution; pass resolution=.")
@@ -475,11 +639,16 @@ def _recipe(s: DatasetSpec, split: str, res: int) -> dict:
             "split": split, "resolution": res, "resize": resize}
 
 
+def _safe_tag(text: str) -> str:
+    """`text` as a file-name part; distinct texts stay distinct."""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+    if tag != text:  # e.g. "train[:10%]": keep distinct splits distinct
+        tag += "_" + hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return tag
+
+
 def _cache_path(data_dir: str, s: DatasetSpec, split: str, res: int) -> str:
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", split)
-    if tag != split:  # e.g. "train[:10%]": keep distinct splits distinct
-        tag += "_" + hashlib.sha1(split.encode()).hexdigest()[:8]
-    return os.path.join(data_dir, _CACHE_SUBDIR, f"{s.name}-{tag}-{res}.npz")
+    return os.path.join(data_dir, _CACHE_SUBDIR, f"{s.name}-{_safe_tag(split)}-{res}.npz")
 
 
 def _read_cache(path: str, recipe: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -532,14 +701,17 @@ def _write_cache(path: str, images: np.ndarray, labels: np.ndarray, recipe: dict
 # Preparation from a training process: in a subprocess.
 
 
-def _prepare_in_subprocess(name: str, data_dir: str) -> None:
+def _prepare_in_subprocess(name: str, data_dir: str, manual_dir: str | None = None) -> None:
     """Runs `python -m igan_jax.data.prepare` and relays its DatasetError."""
     # The package root goes first on PYTHONPATH so the child imports this same
     # igan_jax whether or not it is installed.
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-m", _PREPARE_PROG, f"--dataset={name}", f"--data_dir={data_dir}"]
+    cmd = [sys.executable, "-m", _PREPARE_PROG, f"--dataset={name}", f"--data_dir={data_dir}",
+           "--tfds_only"]
+    if manual_dir:
+        cmd.append(f"--manual_dir={manual_dir}")
     print(f"igan_jax.data: {name} is not prepared in {data_dir}; preparing it once "
           f"in a subprocess: {' '.join(cmd)}", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
