@@ -39,6 +39,7 @@ flags.DEFINE_integer("repeats", 5, "timed repeats; the median is reported")
 flags.DEFINE_list("ways", ["stacked", "stacked_unroll", "loop_jit", "separate"],
                   "which discriminator ways to time")
 flags.DEFINE_list("part", ["d"], "d (discriminators) and/or g (generator heads)")
+flags.DEFINE_list("g_ways", ["g_stacked", "g_stacked_unroll"], "which generator ways to time")
 flags.DEFINE_integer("g_channels", 64, "generator channels for --part=g")
 
 
@@ -139,7 +140,7 @@ def main(_):
     g_vmap, g_unroll = g_step_of(g), g_step_of(g.clone(stack="unroll"))
     time_ways({"g_stacked": lambda: g_vmap(gv["params"], gv["batch_stats"], z),
                "g_stacked_unroll": lambda: g_unroll(gv["params"], gv["batch_stats"], z)},
-              ["g_stacked", "g_stacked_unroll"], dict(part="g", channels=FLAGS.g_channels))
+              FLAGS.g_ways, dict(part="g", channels=FLAGS.g_channels))
 
   # The ways compute the same gradients (checked once, outside the timing).
   if "d" in FLAGS.part and {"stacked", "separate"} <= set(FLAGS.ways):

@@ -37,9 +37,10 @@ The N heads and the N discriminators are stacked parameters run by `nn.vmap` (SP
 DESIGN §3): one compiled program for N classes instead of N Python-level copies, the saving the
 paper's own future work (§4 (3)) asks for. Each head and each discriminator has its own batch
 norm statistics (`batch_stats` stacked on the same leading class axis as `params`). On XLA:CPU
-the vmapped convolutions become grouped convolutions that run ~10× slower than N plain ones, so
-the same stacked variables can also be evaluated by a fully unrolled `nn.scan` (`stack`,
-STACK_IMPLS; benchmarks/igan_vn_cost.py has the numbers). The two initialise with different
+the vmapped convolutions become grouped convolutions, and one training step of the N = 10
+discriminators ran ~13× slower than N plain copies (the weight gradient above all), so the same
+stacked variables can also be evaluated by a fully unrolled `nn.scan` (`stack`, STACK_IMPLS;
+benchmarks/igan_vn_cost.py has the numbers). The two initialise with different
 random streams but, given the same variables, compute the same function.
 IGAN_V2 is IGAN_VN with N = 2.
 """
@@ -64,8 +65,10 @@ HEAD_UPS = {96: (2, 2), 28: (2, 1)}
 # leading class axis of size N, so checkpoints move freely between them.
 #   "vmap":   nn.vmap: one batched copy of the network in the program; compile time independent
 #             of N. JAX turns a convolution with a batched kernel AND batched input into one
-#             grouped convolution (feature_group_count = N), which XLA:CPU runs slowly (measured
-#             ~10× slower than N plain convolutions, benchmarks/igan_vn_cost.py).
+#             grouped convolution (feature_group_count = N; its weight gradient a batch-grouped
+#             one), which XLA:CPU runs slowly: forward + backward of the N = 10, B = 64, 28×28
+#             discriminators took 113 s against 8.5 s unrolled (forward alone 4.7 s vs 1.1 s),
+#             and the generator's heads ~20× longer (benchmarks/igan_vn_cost.py, 2 shared cores).
 #   "unroll": nn.scan fully unrolled: N plain copies of the network in ONE program, each reading
 #             its slice of the stacked parameters; fast on XLA:CPU, compile time grows with N.
 #             (A rolled scan, a while loop, measured slower still on XLA:CPU.)
