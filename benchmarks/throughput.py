@@ -4,8 +4,10 @@
 
 Prints one JSON line per case: model, resolution, batch, device, loop, it_per_s, img_per_s,
 compile_s, peak_mem_mb (img_per_s counts generated images: n_critic + 1 batches an
-iteration). The images are random uint8 arrays resident on the device (the step's
-speed does not depend on their content); batches are sampled on the device as in training.
+iteration, × N classes for igan_v2/igan_vn). Each model runs with its own recipe
+(`config.apply_variant`: DCGAN n_critic 1 without penalty, WGAN-GP n_critic 5). The images are
+random uint8 arrays resident on the device (the step's speed does not depend on their content);
+batches are sampled on the device as in training.
 Never asserts on time. Compare with the PyTorch yardstick in shared/bench/torch_ref on the same
 machine, in the same session.
 """
@@ -23,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "igan", "model name (config.model.name)")
+flags.DEFINE_list("model", ["igan"], "model names (config.model.name), e.g. igan,dcgan,wgan_gp")
 flags.DEFINE_list("resolution", ["28"], "resolutions, e.g. 28,96")
 flags.DEFINE_integer("batch", 64, "batch size")
 flags.DEFINE_integer("iters", 5, "timed iterations per repeat")
@@ -54,22 +56,31 @@ def peak_mem_mb(jax) -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host RSS (Linux: KiB)
 
 
-def bench(resolution: int):
+def bench(model: str, resolution: int):
   import jax
   import numpy as np
 
-  from igan_jax import config as config_lib, train
+  from igan_jax import config as config_lib, input_pipeline, train
 
-  config = config_lib.base_config()
+  # Each model with its own recipe (n_critic, penalty), as `--config=...:<model>` trains it.
+  config = config_lib.apply_variant(config_lib.base_config(), model)
   config.data.name = "fashion_mnist" if resolution == 28 else "celeb_a"
   config.data.resolution = resolution
-  config.model.name = FLAGS.model
   config.model.dtype = FLAGS.dtype
   config.batch_size = FLAGS.batch
+  config_lib.validate(config)
   loop = train.resolve_loop(FLAGS.loop)
   state = train.create_train_state(config)
   shape = (1024,) + train.image_shape(config)
-  images = jax.device_put(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, shape, dtype=np.uint8)
+  classes = input_pipeline.model_classes(config)
+  if classes is None:
+    images = input_pipeline.ResidentData(images=jax.device_put(images))
+  else:  # random labels: the step's cost does not depend on them
+    labels = np.arange(shape[0]) % len(classes)
+    order, starts, counts = input_pipeline.class_index(labels, range(len(classes)))
+    images = input_pipeline.ResidentData(*jax.device_put((images, order, starts, counts)))
 
   t = time.perf_counter()
   state, m = train.train_steps(state, images, FLAGS.iters if loop == "scan" else 1, loop)
@@ -86,18 +97,20 @@ def bench(resolution: int):
     jax.block_until_ready(m)
     times.append(time.perf_counter() - t)
   it_per_s = FLAGS.iters / float(np.median(times))
-  print(json.dumps(dict(model=FLAGS.model, resolution=resolution, batch=FLAGS.batch,
+  print(json.dumps(dict(model=model, resolution=resolution, batch=FLAGS.batch,
                         device=device_name(jax), backend=jax.default_backend(), loop=loop,
                         dtype=FLAGS.dtype, it_per_s=round(it_per_s, 4),
-                        img_per_s=round(it_per_s * FLAGS.batch * (config.n_critic + 1), 1),
+                        img_per_s=round(it_per_s * FLAGS.batch * (config.n_critic + 1)
+                                        * state.hp.num_classes, 1),
                         compile_s=round(compile_s, 2), peak_mem_mb=round(peak_mem_mb(jax), 1),
                         finite=bool(np.all(np.asarray(m["finite"]))))), flush=True)
 
 
 def main(argv):
   del argv
-  for r in FLAGS.resolution:
-    bench(int(r))
+  for model in FLAGS.model:
+    for r in FLAGS.resolution:
+      bench(model, int(r))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,15 @@ leaves either a whole checkpoint or an ignorable temporary one. What is saved is
 arrays (`state.to_checkpoint`); the static parts come back from the config. The run's config is
 kept beside the checkpoints as config.json, and a checkpoint from a run with a different model or
 data shape is refused with a message that says what differs.
+
+`BestCheckpointer` keeps, in `<workdir>/checkpoints/best/`, the one state with the lowest value of
+a metric so far (FID during training), for `--mode=evaluate --checkpoint=best`.
 """
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import os
 import shutil
 import time
@@ -115,6 +120,165 @@ class Checkpointer:
 
   def wait(self):
     self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.close()
+
+
+BEST_DIR = "best"  # <workdir>/checkpoints/best/: not a number, so never a step of Checkpointer
+
+
+def best_directory(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), "checkpoints", BEST_DIR)
+
+
+def _quiet_read_only_manager(directory: str):
+  """A read-only orbax manager; orbax logs a warning that the directory is read-only, which is
+  the point, so only the constructor is quieted."""
+  from absl import logging as absl_logging
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        read_only=True, create=False, save_interval_steps=0))
+  finally:
+    absl_logging.set_verbosity(verbosity)
+
+
+class BestCheckpointer:
+  """The best state so far by one metric (lower is better) in `<workdir>/checkpoints/best/`.
+
+  Layout: `best/` is an orbax CheckpointManager of its own holding one step directory,
+  `best/<step>/`, with two items written together and committed by orbax's one atomic rename:
+  "state" (the arrays, as Checkpointer saves them) and "best" (JSON: step, value, metric,
+  protocol, time). `best/best.json` is a copy of that JSON for people and tools, written after
+  the checkpoint; the record inside the step directory is the authority.
+
+  Why it is safe inside `<workdir>/checkpoints/` (tests/test_best_checkpoint.py checks each):
+  Checkpointer's orbax manager takes only directories named by a step number as checkpoints, so
+  "best" is never listed, never removed by max_to_keep, never moved to checkpoints_damaged, and
+  its clean-up of temporary directories does not descend into it.
+
+  Comparability: FID depends on the backbone and on N, so a stored best whose metric name or
+  `protocol` differs from this one's is not compared with: `best()` is None and the next save
+  replaces it (said once on stdout). A non-finite value is never saved.
+  A save writes synchronously (the state is small next to a training step and saves are rare),
+  then deletes any other step; after a crash between the two, `best()` picks the lower value.
+  """
+
+  FILE = "best.json"
+
+  def __init__(self, directory: str, metric: str | None = None, protocol: dict | None = None,
+               *, read_only: bool = False):
+    self.directory = os.path.abspath(directory)
+    self.metric = metric
+    self.protocol = None if protocol is None else json.loads(json.dumps(protocol))
+    self.read_only = read_only
+    if read_only:
+      self._manager = _quiet_read_only_manager(self.directory)
+    else:
+      self._manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
+                                               enable_async_checkpointing=False,
+                                               cleanup_tmp_directories=True))
+    self._records = None  # {step: record} of the readable steps, read once
+    self._said_incomparable = False
+
+  def _read_records(self) -> dict:
+    if self._records is None:
+      self._records = {}
+      for step in sorted(self._manager.all_steps()):
+        try:
+          rec = self._manager.restore(step, args=ocp.args.Composite(best=ocp.args.JsonRestore()))
+          rec = dict(rec.best)
+          rec["step"], rec["value"] = int(rec["step"]), float(rec["value"])
+        except Exception as e:  # orbax raises many types; a damaged best is simply not a best
+          print(f"[igan_jax] WARNING: best checkpoint {step} in {self.directory} cannot be read "
+                f"({type(e).__name__}); it will be replaced", flush=True)
+          continue
+        self._records[step] = rec
+    return self._records
+
+  def record(self) -> dict | None:
+    """The stored best's full record (step, value, metric, protocol, time), comparable or not."""
+    records = self._read_records()
+    if not records:
+      return None
+    return min(records.values(), key=lambda r: (r["value"], -r["step"]))
+
+  def _comparable(self, rec: dict) -> bool:
+    return ((self.metric is None or rec.get("metric") == self.metric) and
+            (self.protocol is None or rec.get("protocol") == self.protocol))
+
+  def best(self) -> tuple[int, float] | None:
+    """(step, value) of the stored best measured like this one, else None."""
+    rec = self.record()
+    if rec is None:
+      return None
+    if not self._comparable(rec):
+      if not self._said_incomparable:
+        self._said_incomparable = True
+        print(f"[igan_jax] the best checkpoint in {self.directory} (step {rec['step']}, "
+              f"{rec.get('metric')} = {rec['value']:.4g}) was measured differently (metric "
+              f"or protocol); the next evaluation replaces it", flush=True)
+      return None
+    return rec["step"], rec["value"]
+
+  def save(self, state: GANState, step: int, value: float) -> bool:
+    """Saves `state` as the best when `value` is lower than the stored best's (or there is
+    none); returns whether it saved."""
+    if self.read_only:
+      raise CheckpointError(f"{self.directory} was opened read-only")
+    step, value = int(step), float(value)
+    if not math.isfinite(value):
+      return False
+    current = self.best()
+    if current is not None and not value < current[1]:
+      return False
+    record = dict(step=step, value=value, metric=self.metric, protocol=self.protocol,
+                  time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    if step in self._manager.all_steps():
+      # The same step again with a lower value: only after a rollback with a fresh rng. orbax
+      # never overwrites a step, so the old one goes first (the one moment with no best).
+      self._manager.delete(step)
+    # force: orbax's manager otherwise skips a step lower than its latest (a resume from an
+    # older checkpoint can beat the best at an earlier step).
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(to_checkpoint(state)), best=ocp.args.JsonSave(record)),
+        force=True)
+    self._manager.wait_until_finished()
+    if step not in self._manager.all_steps():
+      raise CheckpointError(f"saving the best checkpoint {step} in {self.directory} failed")
+    for other in self._manager.all_steps():
+      if other != step:
+        self._manager.delete(other)
+    self._records = {step: record}
+    path = os.path.join(self.directory, self.FILE)
+    with open(path + ".tmp", "w") as f:
+      json.dump(record, f, indent=2)
+      f.write("\n")
+    os.replace(path + ".tmp", path)
+    return True
+
+  def restore(self, target: GANState) -> GANState:
+    """The best state, in target's structure; CheckpointError when there is none or it cannot
+    be read."""
+    rec = self.record()
+    if rec is None:
+      raise CheckpointError(
+          f"no best checkpoint in {self.directory}; training keeps one when FID during "
+          "training is on (--config.eval_every > 0)")
+    step = rec["step"]
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, to_checkpoint(target))
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))
+    except Exception as e:  # orbax raises many types for a damaged or foreign checkpoint
+      raise CheckpointError(
+          f"best checkpoint {step} in {self.directory} cannot be read ({type(e).__name__}: "
+          f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
+    return from_checkpoint(target, restored.state)
 
   def close(self):
     self._manager.close()

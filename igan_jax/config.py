@@ -10,9 +10,11 @@ import os
 
 import ml_collections
 
-from igan_jax.models import MODELS, supported_resolutions
-
 LOOPS = ("auto", "python", "scan")
+# = igan_jax.models.MODELS and supported_resolutions() (tests/test_models.py pins that), kept
+# here so that a config error is reported before JAX and Flax are imported (~3 s).
+MODELS = ("igan", "igan_v2", "igan_vn", "dcgan", "wgan_gp")
+RESOLUTIONS = (28, 96)
 
 
 class ConfigError(ValueError):
@@ -43,6 +45,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.collapse_threshold = 1e-3
   c.collapse_patience = 3
   c.stop_on_collapse = False
+  # FID during training (ours; SPEC §3 evaluates only at the end): every eval_every iterations
+  # (0 = off) on eval.train_num_samples images with the cheapest available backbone; the best
+  # generator so far is kept in checkpoints/best/.
+  c.eval_every = 0
+
+  # `--mode=evaluate` and FID during training (igan_jax/evaluate.py, DESIGN §5).
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_samples = 10_000      # SPEC §3: 10,000 generated vs 10,000 real
+  c.eval.seeds = 3                 # mean ± sd over latent seeds 0..seeds-1
+  c.eval.backbones = "classifier,inception"  # those that apply to the dataset are used
+  c.eval.inception_samples = 0     # N for Inception (0 = num_samples); ~6.5 img/s on 2 CPU cores
+  c.eval.batch_size = 500
+  c.eval.inception_batch_size = 50
+  c.eval.use_ema = False           # evaluate the EMA generator (needs ema_decay > 0)
+  c.eval.train_num_samples = 2_000 # N for FID during training (compare only at equal N)
+  c.eval.train_backbone = "auto"   # "auto" = classifier for 28×28 labelled data, else inception
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "fashion_mnist"
@@ -50,6 +68,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.resolution = 28           # 28 native, or 96 (resized once; SPEC §1.1 R)
   c.data.data_dir = ""             # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   c.data.manual_dir = ""           # "" = <data_dir>/downloads/manual
+  # igan_v2 / igan_vn: which dataset labels are the model's classes 0..N-1 (() = labels 0..N-1).
+  c.data.classes = ()
+  # Data too large for device memory streams from the host with prefetch (igan_jax/data/stream):
+  # "auto" streams when the uint8 training set is larger than data.max_resident_mb.
+  c.data.stream = "auto"           # "auto" | "resident" | "stream"
+  c.data.max_resident_mb = 4096
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "igan"
@@ -61,6 +85,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.d_widths = ()            # () = the default for the resolution (discriminator.py)
   c.model.d_norm = "batch"         # SPEC §1.3: BN; "layer" | "none" selectable
   c.model.dtype = "float32"        # "bfloat16" computes in bf16, params stay float32
+  c.model.num_classes = 0          # igan_vn's N (0 = 10; igan_v2 is N = 2), SPEC §1.2
+  # How igan_v2/vn run their N stacked heads and discriminators (models/igan_vn.py): "vmap",
+  # "unroll" or "auto" (unroll on CPU, where vmapped convolutions ran ~13× slower; vmap elsewhere).
+  c.model.class_stack = "auto"
+  c.model.critic_norm = "none"     # WGAN-GP critic: none (their §4) | layer
 
   c.loss = ml_collections.ConfigDict()
   c.loss.name = "least_squares"    # SPEC §2: "log removed"; "bce" keeps it
@@ -82,13 +111,16 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-VARIANTS = ("igan", "dcgan", "wgan_gp")
+VARIANTS = ("igan", "igan_v2", "igan_vn", "dcgan", "wgan_gp")
 
 
 def apply_variant(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Sets the model and its own recipe: `--config=experiments/<data>.py:<variant>`.
 
   igan: the paper's recipe (the defaults above).
+  igan_v2 / igan_vn: the paper's recipe with the class-stacked generator and one discriminator
+    per class (SPEC §1.2); N = 2 / model.num_classes (default 10). The classes are the dataset's
+    labels listed in data.classes (the experiment files choose them).
   dcgan: Radford et al. 2015 §3–4: BCE with hard 1/0 labels, Adam lr 2e-4, β1 = 0.5, batch norm
     in both nets, one D update per G update, no penalty, no instance noise, constant lr.
   wgan_gp: Gulrajani et al. 2017, Algorithm 1: Wasserstein loss, λ = 10, n_critic = 5,
@@ -98,6 +130,8 @@ def apply_variant(c: ml_collections.ConfigDict, arg: str | None) -> ml_collectio
   if arg not in VARIANTS:
     raise ValueError(f"unknown variant {arg!r}; available: {', '.join(VARIANTS)}")
   c.model.name = arg
+  if arg in ("igan_v2", "igan_vn"):
+    c.model.num_classes = 2 if arg == "igan_v2" else (c.model.num_classes or 10)
   if arg == "dcgan":
     c.loss.update(name="bce", real_label=1.0, fake_label=0.0, gp_weight=0.0, noise_std=0.0)
     c.n_critic = 1
@@ -118,7 +152,8 @@ def _check(cond: bool, key: str, msg: str):
 
 def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Raises ConfigError naming the key and the fix for the first bad value; returns c."""
-  from igan_jax.data import SUPPORTED, is_supported  # late: keeps `import igan_jax.config` light
+  # Late imports: a config error is reported before JAX and Flax load (~3 s).
+  from igan_jax.data import SUPPORTED, is_supported
 
   for key in ("num_iterations", "batch_size", "n_critic", "checkpoint_every", "log_every",
               "sample_every", "keep_checkpoints", "num_samples"):
@@ -134,13 +169,23 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _check(is_supported(c.data.name), "data.name",
          f"unknown dataset {c.data.name!r}; supported: {', '.join(SUPPORTED)}, "
          "lsun/<category>, folder:/abs/path")
-  _check(c.data.resolution in supported_resolutions(), "data.resolution",
-         f"must be one of {supported_resolutions()}, got {c.data.resolution!r}")
+  _check(c.data.resolution in RESOLUTIONS, "data.resolution",
+         f"must be one of {RESOLUTIONS}, got {c.data.resolution!r}")
   _check(c.model.name in MODELS, "model.name",
          f"unknown model {c.model.name!r}; choose one of {', '.join(MODELS)}")
-  _check(c.model.name not in ("igan_v2", "igan_vn"), "model.name",
-         f"{c.model.name} is built (igan_jax/models/igan_vn.py) but its per-class training "
-         "step is not wired into train.py yet; train igan, dcgan or wgan_gp")
+  _check_classes(c)
+  _check(c.data.stream in ("auto", "resident", "stream"), "data.stream",
+         f"must be auto, resident or stream, got {c.data.stream!r}")
+  _check(c.data.max_resident_mb > 0, "data.max_resident_mb",
+         f"must be > 0, got {c.data.max_resident_mb}")
+  _check(c.model.critic_norm in ("none", "layer"), "model.critic_norm",
+         f"must be none or layer, got {c.model.critic_norm!r}")
+  _check(isinstance(c.eval_every, int) and c.eval_every >= 0, "eval_every",
+         f"must be an integer ≥ 0 (0 = off), got {c.eval_every!r}")
+  _check(c.eval.train_backbone in ("auto", "classifier", "inception"), "eval.train_backbone",
+         f"must be auto, classifier or inception, got {c.eval.train_backbone!r}")
+  _check(isinstance(c.eval.train_num_samples, int) and c.eval.train_num_samples >= 10,
+         "eval.train_num_samples", f"must be an integer ≥ 10, got {c.eval.train_num_samples!r}")
   _check(c.model.d_norm in ("batch", "layer", "none"), "model.d_norm",
          f"must be batch, layer or none, got {c.model.d_norm!r}")
   _check(c.model.dtype in ("float32", "bfloat16"), "model.dtype",
@@ -158,10 +203,37 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     _check(c.optim[key] > 0, f"optim.{key}", f"must be > 0, got {c.optim[key]}")
   _check(c.optim.d_end_lr <= c.optim.d_init_lr, "optim.d_end_lr",
          f"must be ≤ optim.d_init_lr ({c.optim.d_init_lr}), got {c.optim.d_end_lr}")
-  _check(0 < c.optim.gamma <= 1, "optim.gamma", f"must be in (0, 1], got {c.optim.gamma}")
+  # Below ~1e-30 γ^(t/decay_steps) underflows float32 at once: the lr would jump to d_end_lr.
+  _check(1e-30 <= c.optim.gamma <= 1, "optim.gamma",
+         f"must be in [1e-30, 1], got {c.optim.gamma}")
   _check(0 <= c.optim.b1 < 1 and 0 <= c.optim.b2 < 1, "optim.b1/b2",
          f"must be in [0, 1), got {c.optim.b1}, {c.optim.b2}")
   return c
+
+
+def _check_classes(c):
+  """igan_v2/vn: N, the class-stack mode and data.classes must fit the model and the dataset."""
+  _check(isinstance(c.model.num_classes, int) and c.model.num_classes >= 0, "model.num_classes",
+         f"must be an integer ≥ 0 (0 = the model's default), got {c.model.num_classes!r}")
+  if c.model.name not in ("igan_v2", "igan_vn"):
+    return
+  from igan_jax import models
+  from igan_jax.models.igan_vn import STACK_IMPLS
+  _check(c.model.class_stack in STACK_IMPLS, "model.class_stack",
+         f"must be one of {STACK_IMPLS}, got {c.model.class_stack!r}")
+  try:
+    n = models.num_classes(c.model)
+  except ValueError as e:
+    raise ConfigError(f"config.model.num_classes: {e}") from None
+  _check(n >= 2, "model.num_classes", f"{c.model.name} needs at least 2 classes, got {n}")
+  from igan_jax.data import num_classes as dataset_num_classes
+  available = dataset_num_classes(c.data.name)
+  classes = tuple(c.data.classes) or tuple(range(n))
+  _check(len(classes) == n, "data.classes",
+         f"{c.model.name} has {n} classes, so data.classes needs {n} labels, got {classes}")
+  _check(len(set(classes)) == n and all(isinstance(k, int) and 0 <= k < available
+                                        for k in classes), "data.classes",
+         f"must be {n} distinct labels of {c.data.name} (0..{available - 1}), got {classes}")
 
 
 def load_config(path: str, arg: str | None = None,

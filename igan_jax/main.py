@@ -24,8 +24,9 @@ flags.DEFINE_enum("mode", "train", ["train", "params", "evaluate"],
                   "train: train or resume in --workdir; params: print parameter counts; "
                   "evaluate: FID/KID/precision/recall/density/coverage of a checkpoint in "
                   "--workdir, written to <workdir>/eval/<step>.json (igan_jax/evaluate.py).")
-flags.DEFINE_integer("checkpoint", None,
-                     "--mode=evaluate: the checkpoint step to evaluate (default: the latest).")
+flags.DEFINE_string("checkpoint", None,
+                    "--mode=evaluate: a step number, or 'best' (the lowest-FID state kept by FID "
+                    "during training, config.eval_every); default: the latest.")
 
 
 def _fail(msg: str):
@@ -76,6 +77,13 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; flags are --config, --workdir, --mode")
+  from igan_jax.workdir_lock import WorkdirError, WorkdirLocked, check_workdir
+  if FLAGS.mode == "train" and FLAGS.workdir:
+    # Before JAX starts and before the data loads: an unusable workdir fails in a second.
+    try:
+      check_workdir(FLAGS.workdir)
+    except WorkdirError as e:
+      _fail(str(e))
   import jax  # after flag parsing: errors above cost no JAX start-up
 
   if FLAGS.compilation_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
@@ -83,7 +91,6 @@ def main(argv):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
   from igan_jax import checkpoint, config as config_lib, data, models, train
-  from igan_jax.workdir_lock import WorkdirLocked
 
   if FLAGS.config is None:
     _fail("--config is required, e.g. --config=experiments/fashion_mnist.py")
@@ -109,7 +116,7 @@ def main(argv):
           f"({jax.default_backend()}), {jax.device_count()} device(s)", flush=True)
     train.train_and_evaluate(config, FLAGS.workdir)
   except (config_lib.ConfigError, data.DatasetError, checkpoint.CheckpointError,
-          train.WorkdirError, WorkdirLocked) as e:
+          WorkdirError, train.WorkdirError, WorkdirLocked) as e:
     _fail(str(e))
   except train.TrainingDiverged as e:
     print(f"igan_jax: stopped: {e}", file=sys.stderr, flush=True)

@@ -40,6 +40,7 @@ class StepConfig:
   gp_weight: float
   noise_std: float
   ema_decay: float = 0.0
+  num_classes: int = 1     # N > 1: class-stacked models (igan_v2/vn), logits (N, B), SPEC §1.2
 
 
 class GANState(struct.PyTreeNode):

@@ -3,7 +3,10 @@ loop train_and_evaluate (log, sample, checkpoint).
 
 One paper iteration (SPEC §2): n_critic discriminator updates, each on a fresh real batch with
 loss + λ·gradient penalty and Gaussian instance noise on both inputs, then one generator update
-with flipped labels. Everything random in iteration t comes from fold_in(state.rng, t), the
+with flipped labels. For the class-stacked models (igan_v2 / igan_vn, SPEC §1.2) every tensor
+gains a class axis after the critic axis: G makes one image per class from each z, discriminator
+k sees only class k (real and fake), and each loss is the sum over classes of the per-class
+loss, so each discriminator gets exactly the gradient of its own loss. Everything random in iteration t comes from fold_in(state.rng, t), the
 choice of real examples included (DESIGN §1), so a run restored from a checkpoint continues
 bit-exactly.
 """
@@ -21,13 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from igan_jax import models, optim
-from igan_jax.data.sampler import sample_batches
+from igan_jax import input_pipeline, models, optim
+from igan_jax.data.sampler import to_unit_range
 from igan_jax.losses import add_instance_noise, get_losses, gradient_penalty, interpolate
 from igan_jax.state import GANState, ModelState, StepConfig
 
 # Stream ids for fold_in: each consumer of randomness in iteration t gets its own stream.
-_DATA, _CRITIC, _GEN, _SAMPLES = 0, 1, 2, 3
+_DATA, _CRITIC, _GEN, _SAMPLES = input_pipeline.DATA_STREAM, 1, 2, 3
 
 
 def step_config(config) -> StepConfig:
@@ -35,7 +38,8 @@ def step_config(config) -> StepConfig:
                     z_dim=config.model.z_dim, loss=config.loss.name,
                     real_label=config.loss.real_label, fake_label=config.loss.fake_label,
                     gp_weight=config.loss.gp_weight, noise_std=config.loss.noise_std,
-                    ema_decay=config.get("ema_decay", 0.0))
+                    ema_decay=config.get("ema_decay", 0.0),
+                    num_classes=models.num_classes(config.model))
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -71,11 +75,15 @@ def create_train_state(config, rng: jax.Array | None = None) -> GANState:
   g_model, d_model, d_tx, g_tx, g_init, d_init = _static_parts(key)
   k_g, k_d = jax.random.split(jax.random.fold_in(rng, 0x1A17))
   g_vars = g_init(k_g, jnp.zeros((2, config.model.z_dim), jnp.float32))
-  d_vars = d_init(k_d, jnp.zeros((2, res, res, ch), jnp.float32))
+  n = models.num_classes(config.model)
+  d_vars = d_init(k_d, jnp.zeros(((n,) if n > 1 else ()) + (2, res, res, ch), jnp.float32))
 
   def model_state(model, variables, tx):
-    return ModelState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats"))
+    ms = ModelState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                           batch_stats=variables.get("batch_stats"))
+    # An int32 array, not flax's Python 0: a weakly typed step would make the first step, every
+    # later step and a restored state three different jit signatures (three compilations).
+    return ms.replace(step=jnp.zeros((), jnp.int32))
 
   hp = step_config(config)
   g = model_state(g_model, g_vars, g_tx)
@@ -93,12 +101,21 @@ def _apply(ms: ModelState, params, x, train: bool, rngs=None):
   return out, mutated["batch_stats"]
 
 
+def _class_sum(hp, loss_fn, *logits):
+  """The loss; for class-stacked logits (N, B) the sum over classes of the per-class losses."""
+  if hp.num_classes == 1:
+    return loss_fn(*logits)
+  return jnp.sum(jax.vmap(loss_fn)(*logits))
+
+
 def _d_update(state: GANState, real, key):
-  """One discriminator update: adversarial loss on noisy real/fake + λ·GP (SPEC §2)."""
+  """One discriminator update: adversarial loss on noisy real/fake + λ·GP (SPEC §2).
+
+  real: (B, H, W, C), or (N, B, H, W, C) for the class-stacked models."""
   hp = state.hp
   d_loss_fn, _ = get_losses(hp.loss)
   k_z, k_drop, k_nr, k_nf, k_eps = jax.random.split(key, 5)
-  z = jax.random.normal(k_z, (real.shape[0], hp.z_dim), jnp.float32)
+  z = jax.random.normal(k_z, (real.shape[-4], hp.z_dim), jnp.float32)
   # G in train mode (dropout, batch statistics) as in its own update; its stat updates are
   # kept only from the generator step.
   fake, _ = _apply(state.g, state.g.params, z, train=True, rngs={"dropout": k_drop})
@@ -112,11 +129,14 @@ def _d_update(state: GANState, real, key):
     d = d.replace(batch_stats=stats)
     fake_logits, stats = _apply(d, params, fake_n, train=True)
     d = d.replace(batch_stats=stats)
-    adv = d_loss_fn(real_logits, fake_logits, hp.real_label, hp.fake_label)
+    adv = _class_sum(hp, lambda r, f: d_loss_fn(r, f, hp.real_label, hp.fake_label),
+                     real_logits, fake_logits)
     if hp.gp_weight > 0:
       x_hat = interpolate(k_eps, real_n, fake_n)
-      # The penalty's pass updates no statistics: its output only feeds the penalty.
+      # The penalty's pass updates no statistics: its output only feeds the penalty. Its mean
+      # runs over classes too; × N makes it the sum of the per-class penalties, like `adv`.
       gp, _ = gradient_penalty(lambda x: _apply(d, params, x, train=True)[0], x_hat)
+      gp = gp * hp.num_classes
     else:
       gp = jnp.zeros((), jnp.float32)
     loss = adv + hp.gp_weight * gp
@@ -140,7 +160,7 @@ def _g_update(state: GANState, key):
     fake, g_stats = _apply(state.g, params, z, train=True, rngs={"dropout": k_drop})
     logits, _ = _apply(state.d, state.d.params, add_instance_noise(k_n, fake, hp.noise_std),
                        train=True)
-    return g_loss_fn(logits, hp.real_label), g_stats
+    return _class_sum(hp, lambda f: g_loss_fn(f, hp.real_label), logits), g_stats
 
   (loss, g_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
   g = state.g.apply_gradients(grads=grads).replace(batch_stats=g_stats)
@@ -168,26 +188,36 @@ def _train_step(state: GANState, real: jax.Array):
 train_step = jax.jit(_train_step)
 train_step.__doc__ = """One paper iteration: (state, real) -> (state, metrics). Jitted.
 
-real: float32 (n_critic, batch, H, W, C) in [−1, 1], one batch per discriminator update.
+real: float32 (n_critic, batch, H, W, C) in [−1, 1], one batch per discriminator update; for the
+  class-stacked models (igan_v2 / igan_vn) (n_critic, N, batch, H, W, C), [:, k] of class k.
 metrics: d_loss, d_adv, gp, d_real, d_fake, d_grad_norm (means over the critic updates), g_loss,
 g_grad_norm, finite (all of them finite), step (the iteration they belong to).
 """
 
 
-def sample_real(state: GANState, images: jax.Array) -> jax.Array:
-  """The real batches of iteration state.step: (n_critic, batch, H, W, C) in [−1, 1]."""
+def sample_real(state: GANState, data) -> jax.Array:
+  """The real batches of iteration state.step, in [−1, 1]: (n_critic, batch, H, W, C), or
+  (n_critic, N, batch, H, W, C) for the class-stacked models.
+
+  data: an input_pipeline.ResidentData, or a uint8 (M, H, W, C) image array (single-class)."""
   key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), _DATA)
-  return sample_batches(images, key, (state.hp.n_critic, state.hp.batch_size))
+  return input_pipeline.sample_real(data, key, state.hp.n_critic, state.hp.batch_size)
 
 
 @jax.jit
-def _sample_and_step(state, images):
-  return _train_step(state, sample_real(state, images))
+def _sample_and_step(state, data):
+  return _train_step(state, sample_real(state, data))
+
+
+@jax.jit
+def _uint8_step(state, real_u8):
+  """One iteration on host-streamed uint8 batches (input_pipeline.StreamingData)."""
+  return _train_step(state, to_unit_range(real_u8))
 
 
 @functools.partial(jax.jit, static_argnames="k")
-def _scan_steps(state, images, k):
-  return jax.lax.scan(lambda s, _: _sample_and_step(s, images), state, None, length=k)
+def _scan_steps(state, data, k):
+  return jax.lax.scan(lambda s, _: _sample_and_step(s, data), state, None, length=k)
 
 
 def resolve_loop(loop: str) -> str:
@@ -197,19 +227,39 @@ def resolve_loop(loop: str) -> str:
   return "python" if jax.default_backend() == "cpu" else "scan"
 
 
-def train_steps(state: GANState, images: jax.Array, k: int, loop: str = "auto"):
-  """k iterations with real batches sampled on the device from `images` (uint8 NHWC, resident).
+def train_steps(state: GANState, data, k: int, loop: str = "auto"):
+  """k iterations with real batches sampled on the device from resident data.
 
-  No host round trip: on "scan" one compiled call; on "python" k asynchronously dispatched jitted
-  calls. Returns (state, metrics) with every metric stacked along a leading axis of length k.
+  data: uint8 (M, H, W, C) images on the device, or an input_pipeline.ResidentData (required
+  for the class-stacked models: it carries the class index). No host round trip: on "scan" one
+  compiled call; on "python" k asynchronously dispatched jitted calls. Returns (state, metrics)
+  with every metric stacked along a leading axis of length k.
   """
+  n = state.hp.num_classes
+  have = data.num_classes if isinstance(data, input_pipeline.ResidentData) else 1
+  if have != n:
+    raise ValueError(f"this model has {n} classes but the data has a class index for {have}; "
+                     "build it with input_pipeline.load_training_data(config, ...)")
   if resolve_loop(loop) == "scan":
-    return _scan_steps(state, images, k)
+    return _scan_steps(state, data, k)
   metrics = []
   for _ in range(k):
-    state, m = _sample_and_step(state, images)
+    state, m = _sample_and_step(state, data)
     metrics.append(m)
+  return _stack_metrics(state, metrics)
+
+
+def _stack_metrics(state, metrics):
   return state, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *metrics)
+
+
+def train_steps_streamed(state: GANState, batches) -> tuple[GANState, dict]:
+  """len(batches) iterations on host uint8 batches (input_pipeline.StreamingData.batches)."""
+  metrics = []
+  for real_u8 in batches:
+    state, m = _uint8_step(state, jax.device_put(real_u8))
+    metrics.append(m)
+  return _stack_metrics(state, metrics)
 
 
 @functools.partial(jax.jit, static_argnames="use_ema")
@@ -219,15 +269,35 @@ def _generate(state: GANState, z, use_ema=False):
   return out
 
 
-def generate(state: GANState, z: jax.Array, use_ema: bool = False) -> jax.Array:
-  """Images in [−1, 1] from latents z (B, z_dim); inference mode (running BN stats, no dropout)."""
+def generate(state: GANState, z: jax.Array, use_ema: bool = False,
+             label: int | None = None) -> jax.Array:
+  """Images in [−1, 1] from latents z (B, z_dim); inference mode (running BN stats, no dropout).
+
+  (B, H, W, C); the class-stacked models give one image per class, (N, B, H, W, C), or with
+  `label` = k only class k's (B, H, W, C)."""
   if use_ema and state.g_ema is None:
     raise ValueError("this state has no EMA generator (config.ema_decay is 0)")
-  return _generate(state, z, use_ema=use_ema)
+  n = state.hp.num_classes
+  if label is not None and (n == 1 or not 0 <= label < n):
+    raise ValueError(f"label={label}: this model has {n} class(es); "
+                     + ("pass label=None" if n == 1 else f"pass 0..{n - 1} or None"))
+  out = _generate(state, z, use_ema=use_ema)
+  return out if label is None else out[label]
+
+
+def sample_grid_images(state: GANState, fixed_z: jax.Array) -> tuple[np.ndarray, int]:
+  """(images, columns) of a run's sample grid: for the class-stacked models one row per class."""
+  images = np.asarray(jax.device_get(generate(state, fixed_z)))
+  if state.hp.num_classes == 1:
+    return images, None
+  return images.reshape((-1,) + images.shape[2:]), images.shape[1]
 
 
 def sample_latents(state: GANState, n: int) -> jax.Array:
-  """The run's fixed latents for sample grids: the same z at every step of a run."""
+  """The run's fixed latents for sample grids: the same z at every step of a run (for the
+  class-stacked models n // N of them, at least 4: the grid has N rows of those)."""
+  if state.hp.num_classes > 1:
+    n = max(4, n // state.hp.num_classes)
   return jax.random.normal(jax.random.fold_in(state.rng, 0x5A3D), (n, state.hp.z_dim))
 
 
@@ -240,27 +310,14 @@ def learning_rates(config, step) -> tuple[float, float]:
 # The loop.
 
 
-class WorkdirError(RuntimeError):
-  """The workdir cannot be used; str(e) says what to do."""
-
-
-def check_workdir(workdir: str) -> str:
-  """Absolute workdir path, created if missing; one clear error if it cannot hold a run."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise WorkdirError(f"--workdir {workdir} is a file, not a directory; pass a directory path")
-  parent = workdir
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.access(parent, os.W_OK):
-    raise WorkdirError(f"--workdir {workdir} is not writable (no write permission on {parent}); "
-                       "pass a directory you can write to")
-  return workdir
+# The workdir checks live beside the lock (one module, the workdir's safety); re-exported here.
+from igan_jax.workdir_lock import WorkdirError, check_workdir  # noqa: E402,F401
 
 
 def _event_period(config) -> int:
   """Iterations per call of train_steps: every log/sample/checkpoint boundary is a call boundary."""
-  return math.gcd(config.log_every, math.gcd(config.sample_every, config.checkpoint_every))
+  period = math.gcd(config.log_every, math.gcd(config.sample_every, config.checkpoint_every))
+  return math.gcd(period, config.get("eval_every", 0))  # gcd(p, 0) = p
 
 
 class TrainingDiverged(RuntimeError):
@@ -288,6 +345,27 @@ def _is_finite(metrics) -> bool:
   return bool(jax.device_get(jnp.all(metrics["finite"])))
 
 
+def _evaluate_during_training(state, step, evaluator, best, writer, workdir):
+  """FID (cheapest backbone, eval.train_num_samples images) into the metrics, the best state
+  into checkpoints/best/, and the plots refreshed (config.eval_every)."""
+  values = evaluator(state)
+  if best.save(state, step, values[evaluator.key]):
+    values["best_step"] = step
+  writer.write(step, values)
+  print(f"[igan_jax] step {step} " + "  ".join(
+      f"{k}={v:.3f}" for k, v in values.items() if k.startswith("fid")), flush=True)
+  _refresh_plots(workdir)
+
+
+def _refresh_plots(workdir):
+  """Loss (and FID) curves as PNGs in <workdir>/plots/; a plotting failure never stops a run."""
+  from igan_jax import plots
+  try:
+    plots.refresh(workdir)
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"[igan_jax] WARNING: could not draw the plots ({type(e).__name__}: {e})", flush=True)
+
+
 def train_and_evaluate(config, workdir: str) -> GANState:
   """Trains (or resumes) the run in `workdir` up to config.num_iterations; returns the state.
 
@@ -298,7 +376,6 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   TrainingDiverged names the step and the last good checkpoint).
   """
   from igan_jax import checkpoint as ckpt_lib
-  from igan_jax import data as data_lib
   from igan_jax.logging import MetricWriter, save_image_grid
   from igan_jax.workdir_lock import WorkdirLock
 
@@ -309,21 +386,29 @@ def train_and_evaluate(config, workdir: str) -> GANState:
     ckpt_lib.check_compatible(saved_config, config_dict, workdir)
 
   # Data errors surface before anything is written into the workdir.
-  images, _ = data_lib.load_images(config.data.name, config.data.split,
-                                   config.data.data_dir or None, config.data.resolution)
-  if images.shape[1:] != image_shape(config):
-    raise ValueError(f"dataset images have shape {images.shape[1:]}, expected "
-                     f"{image_shape(config)}")
+  data = input_pipeline.load_training_data(config, image_shape(config))
 
   os.makedirs(workdir, exist_ok=True)
-  with WorkdirLock(workdir):
-    return _train_locked(config, workdir, config_dict, images, ckpt_lib, MetricWriter,
-                         save_image_grid)
+  try:
+    with WorkdirLock(workdir):
+      return _train_locked(config, workdir, config_dict, data, ckpt_lib, MetricWriter,
+                           save_image_grid)
+  finally:
+    if isinstance(data, input_pipeline.StreamingData):
+      data.close()
 
 
-def _train_locked(config, workdir, config_dict, images, ckpt_lib, MetricWriter, save_image_grid):
+def _train_locked(config, workdir, config_dict, data, ckpt_lib, MetricWriter, save_image_grid):
   initial = create_train_state(config)
   state = initial
+  eval_every = config.get("eval_every", 0)
+  evaluator = None
+  if eval_every:
+    from igan_jax import evaluate as evaluate_lib
+    evaluator = evaluate_lib.TrainingEvaluator(config)
+    # Missing weights or data stop the run here, before it writes anything, not at the first
+    # evaluation hours later.
+    evaluator.build(initial)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                        max_to_keep=config.keep_checkpoints)
   if checkpointer.latest_step() is not None:
@@ -334,19 +419,27 @@ def _train_locked(config, workdir, config_dict, images, ckpt_lib, MetricWriter, 
     print(f"[igan_jax] resumed {workdir} from step {int(state.step)}", flush=True)
   ckpt_lib.save_config(workdir, config_dict)
 
-  images = jax.device_put(images)
   writer = MetricWriter(workdir, config.num_iterations)
   fixed_z = sample_latents(state, config.num_samples)
   period = _event_period(config)
   loop = resolve_loop(config.loop)
   collapse = CollapseMonitor(config.collapse_threshold, config.collapse_patience)
+  best = None
+  if evaluator is not None:
+    # The metric and protocol are stored with the best state: a best measured another way
+    # (backbone, N) is replaced, never compared.
+    best = ckpt_lib.BestCheckpointer(ckpt_lib.best_directory(workdir), evaluator.key,
+                                     evaluator.protocol)
   step, rollbacks = int(state.step), 0
   window, t_window, steps_in_window, window_start = [], time.perf_counter(), 0, step
 
   try:
     while step < config.num_iterations:
       k = min(period - step % period, config.num_iterations - step)
-      new_state, metrics = train_steps(state, images, k, loop)
+      if isinstance(data, input_pipeline.StreamingData):
+        new_state, metrics = train_steps_streamed(state, data.batches(step, k))
+      else:
+        new_state, metrics = train_steps(state, data, k, loop)
       if not _is_finite(metrics):
         rollbacks += 1
         bad_step = step + int(np.argmin(np.asarray(jax.device_get(metrics["finite"]))))
@@ -396,12 +489,18 @@ def _train_locked(config, workdir, config_dict, images, ckpt_lib, MetricWriter, 
           print(f"[igan_jax] stopping at step {step}: config.stop_on_collapse", flush=True)
           break
       if step % config.sample_every == 0 or step == config.num_iterations:
-        save_image_grid(jax.device_get(generate(state, fixed_z)),
-                        os.path.join(workdir, "samples", f"step_{step:06d}.png"))
+        grid, ncols = sample_grid_images(state, fixed_z)
+        save_image_grid(grid, os.path.join(workdir, "samples", f"step_{step:06d}.png"), ncols)
       if step % config.checkpoint_every == 0 or step == config.num_iterations:
         checkpointer.save(state)
+        if evaluator is None:  # with evaluation on, the plots refresh after each evaluation
+          _refresh_plots(workdir)
+      if evaluator is not None and (step % eval_every == 0 or step == config.num_iterations):
+        _evaluate_during_training(state, step, evaluator, best, writer, workdir)
   finally:
     checkpointer.wait()
     checkpointer.close()
+    if best is not None:
+      best.close()
     writer.close()
   return state

@@ -40,3 +40,15 @@ def tiny_config(name="fashion_mnist", resolution=28, **overrides):
 @pytest.fixture
 def tiny():
   return tiny_config
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory):
+  """A 4-iteration run of the real CLI on mock Fashion-MNIST, checkpoints at 2 and 4: shared by
+  tests/test_main.py and tests/test_errors.py, which only read it (copy it to change it)."""
+  from test_main import TINY, run_cli
+  workdir = str(tmp_path_factory.mktemp("run") / "wd")
+  r = run_cli(["--config=experiments/fashion_mnist.py", f"--workdir={workdir}",
+               "--config.num_iterations=4"] + TINY, mock=True)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return workdir, r

@@ -19,18 +19,16 @@ N, SEEDS, MOCK_EXAMPLES = 120, 2, 160
 # code, and about half the compile time of the training step this file has to build.
 TINY = {"n_critic": 1, "loss.gp_weight": 0.0}
 
-# A config file for the CLI: the tests' tiny config plus an eval section (config.py may not
-# have one yet; evaluate.py reads it with defaults).
+# A config file for the CLI: the tests' tiny config with its eval section set for a small run
+# (updated, not replaced: config.validate checks every eval key).
 CONFIG_FILE = f"""
 import sys
 sys.path.insert(0, {TESTS!r})
-import ml_collections
 from conftest import tiny_config
 
 def get_config():
   c = tiny_config(**{TINY!r})
-  c.eval = ml_collections.ConfigDict(dict(num_samples={N}, seeds={SEEDS}, backbones="classifier",
-                                          inception_samples=0))
+  c.eval.update(dict(num_samples={N}, seeds={SEEDS}, backbones="classifier", inception_samples=0))
   return c
 """
 

@@ -104,3 +104,10 @@ class SubPixelConvTransposeTest(absltest.TestCase):
               want[:, oh, ow] += x[:, ih, iw] @ w[kh, kw]
     got = layer.apply(v, jnp.asarray(x))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_config_lists_match_the_models():
+  # config.py keeps copies so that config errors are reported before Flax is imported.
+  from igan_jax import config, models
+  assert config.MODELS == models.MODELS
+  assert config.RESOLUTIONS == tuple(models.supported_resolutions())

@@ -75,3 +75,36 @@ def sample_class_batches(images_u8: jax.Array, labels: jax.Array, key: jax.Array
     offset = jnp.minimum((u * counts[cls]).astype(jnp.int32), counts[cls] - 1)
     idx = order[starts[cls] + jnp.maximum(offset, 0)]
     return _to_unit_range(images_u8[idx]), labels[idx]
+
+
+@functools.partial(jax.jit, static_argnames=("shape",))
+def sample_per_class_batches(images_u8: jax.Array, order: jax.Array, starts: jax.Array,
+                             counts: jax.Array, key: jax.Array, shape: tuple[int, int]
+                             ) -> jax.Array:
+    """One batch per class: for IGAN_V2/VN's per-class discriminators (SPEC §1.2).
+
+    Class k's images are `images_u8[order[starts[k] : starts[k] + counts[k]]]`
+    (`igan_jax.input_pipeline.class_index` builds this once on the host);
+    each image of class k is drawn uniformly with replacement among them.
+
+    Args:
+      images_u8: (M, H, W, C) uint8.
+      order, starts, counts: the class index; starts/counts have length N.
+      key: a PRNG key.
+      shape: (n_critic, batch).
+
+    Returns:
+      float32 (n_critic, N, batch, H, W, C) in [-1, 1]; [:, k] is class k.
+    """
+    n_critic, batch = shape
+    n = starts.shape[0]
+    u = jax.random.uniform(key, (n_critic, n, batch))
+    size = counts[None, :, None]
+    offset = jnp.minimum((u * size).astype(jnp.int32), size - 1)
+    idx = order[starts[None, :, None] + offset]
+    return _to_unit_range(images_u8[idx])
+
+
+def to_unit_range(x_u8: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1], as every sampler here converts."""
+    return _to_unit_range(x_u8)

@@ -1,0 +1,321 @@
+"""Every experiment file × every variant it offers: loads, validates, builds; trains, checkpoints
+and resumes on mock data (issue 3, "Done when").
+
+Fast part: each `experiments/<data>.py:<variant>` loads through `load_config` (as the CLI does),
+carries its dataset, resolution, classes and recipe, and its generator and discriminator build at
+the real widths (jax.eval_shape: shapes and parameter counts, no compute). `python
+tests/test_experiments.py` prints the parameter table.
+
+Slow part: a few iterations of `train.train_and_evaluate` on `tfds.testing.mock_data` with tiny
+widths — 2 iterations, then the same workdir resumed to 4, compared bit for bit with 4 straight —
+for every variant at 28×28 (igan: test_main.py) and igan_v2 at 96×96 on mock CelebA.
+"""
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from igan_jax import models  # noqa: E402
+from igan_jax.config import VARIANTS, ConfigError, load_config  # noqa: E402
+from igan_jax.data import TWO_CLASS_LSUN, image_shape  # noqa: E402
+
+ALL = ("igan", "igan_v2", "igan_vn", "dcgan", "wgan_gp")
+SINGLE_CLASS_DATA = ("igan", "igan_v2", "dcgan", "wgan_gp")  # igan_vn needs ≥ 3 labels
+EXPERIMENTS = {
+    # file: (variants, data.name of the single-image models, resolution)
+    "mnist": (ALL, "mnist", 28),
+    "fashion_mnist": (ALL, "fashion_mnist", 28),
+    "celeba": (SINGLE_CLASS_DATA, "celeb_a", 96),
+    "lsun_bedroom": (SINGLE_CLASS_DATA, "lsun/bedroom", 96),
+}
+# igan_v2's two classes per file, and its dataset where it differs (the experiments' docstrings
+# say why these).
+V2_CLASSES = {"mnist": (0, 1), "fashion_mnist": (0, 7), "celeba": (0, 1), "lsun_bedroom": (0, 1)}
+V2_DATA = {"lsun_bedroom": TWO_CLASS_LSUN}
+
+
+def path_of(name):
+  return os.path.join(ROOT, "experiments", f"{name}.py")
+
+
+def cases():
+  for name, (variants, _, _) in EXPERIMENTS.items():
+    for variant in variants:
+      yield name, variant
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def test_every_variant_is_covered():
+  assert set(ALL) == set(VARIANTS)  # a new variant in config.py must be added here
+  assert sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments"))
+                if f.endswith(".py")) == sorted(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name,variant", list(cases()))
+def test_config_loads_and_validates(name, variant):
+  _, data_name, res = EXPERIMENTS[name]
+  c = load_config(path_of(name), variant)  # validates
+  assert c.model.name == variant and c.data.resolution == res
+  if variant == "igan_v2":
+    assert c.data.name == V2_DATA.get(name, data_name)
+    assert tuple(c.data.classes) == V2_CLASSES[name] and models.num_classes(c.model) == 2
+  else:
+    assert c.data.name == data_name
+  if variant == "igan_vn":  # all ten labels: () means 0..N-1 and N is 10
+    assert tuple(c.data.classes) == () and models.num_classes(c.model) == 10
+  if variant not in models.CLASS_STACKED:
+    assert tuple(c.data.classes) == ()
+  # Each variant keeps its own recipe (config.apply_variant) on every dataset.
+  recipe = (c.loss.name, c.n_critic, c.optim.schedule, c.optim.d_init_lr, c.optim.b1)
+  assert recipe == {"dcgan": ("bce", 1, "constant", 2e-4, 0.5),
+                    "wgan_gp": ("wasserstein", 5, "constant", 1e-4, 0.0)}.get(
+                        variant, ("least_squares", 3, "igan_decay", 0.002, 0.5))  # SPEC §2
+  # The default variant is igan, also through "path:arg" with no arg.
+  if variant == "igan":
+    assert load_config(path_of(name)).to_dict() == c.to_dict()
+
+
+@pytest.mark.parametrize("name", ("celeba", "lsun_bedroom"))
+def test_igan_vn_and_unknown_variants_are_refused_with_the_choices(name):
+  for variant, needle in (("igan_vn", "igan_vn needs at least 3"), ("stylegan", "'stylegan'")):
+    with pytest.raises(ConfigError) as e:
+      load_config(path_of(name), variant)
+    msg = str(e.value)
+    assert needle in msg and "choose one of igan, igan_v2, dcgan, wgan_gp" in msg, msg
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_docstring_gives_the_command_and_the_timing_line(name):
+  with open(path_of(name)) as f:
+    source = f.read()
+  doc = source.split('"""')[1]
+  assert f"python -m igan_jax.main --config=experiments/{name}.py --workdir=" in doc
+  assert f"--config=experiments/{name}.py:<variant>" in doc
+  assert "Measured time per 1,000 iterations on CPU" in doc
+  assert "TBD (lead)" in doc  # the lead fills these in from measured runs
+
+
+# --------------------------------------------------------------------------- models build
+
+
+def build(config, check_shapes=True):
+  """(generator params, discriminator params, image shape) at the config's widths, traced only;
+  with check_shapes also G's and D's outputs (tracing apply doubles the cost)."""
+  res, _, ch = image_shape(config.data.name, config.data.resolution)
+  g = models.build_generator(config.model, res, ch)
+  d = models.build_discriminator(config.model, res)
+  lead = (models.num_classes(config.model),) if config.model.name in models.CLASS_STACKED else ()
+  z = jnp.zeros((2, config.model.z_dim))
+  images = jnp.zeros(lead + (2, res, res, ch))
+  gv = jax.eval_shape(lambda: g.init(jax.random.PRNGKey(0), z, train=False))
+  dv = jax.eval_shape(lambda: d.init(jax.random.PRNGKey(0), images, train=False))
+  if check_shapes:
+    assert jax.eval_shape(lambda v: g.apply(v, z, train=False), gv).shape == images.shape
+    assert jax.eval_shape(lambda v: d.apply(v, images, train=False), dv).shape == lead + (2,)
+  return models.param_count(gv["params"]), models.param_count(dv["params"]), (res, res, ch)
+
+
+@functools.lru_cache(maxsize=None)
+def param_table():
+  """{(file, variant, resolution): (G params, D params)} at the experiments' real widths; the
+  28×28 files also resized to 96 (their --config.data.resolution=96)."""
+  rows = {}
+  for name, variant in cases():
+    c = load_config(path_of(name), variant)
+    rows[name, variant, c.data.resolution] = build(c)[:2]
+    if c.data.resolution == 28:
+      c.data.resolution = 96
+      rows[name, variant, 96] = build(c, check_shapes=False)[:2]
+  return rows
+
+
+@pytest.mark.parametrize("name,variant", list(cases()))
+def test_models_build_at_the_real_widths(name, variant):
+  rows = param_table()
+  for (f, v, res), (gp, dp) in rows.items():
+    if (f, v) == (name, variant):
+      assert gp > 0 and dp > 0, (f, v, res)
+  # N discriminators are N copies of IGAN's (SPEC §1.2); the same data gives the same counts.
+  res = EXPERIMENTS[name][2]
+  if variant in models.CLASS_STACKED:
+    n = 2 if variant == "igan_v2" else 10
+    assert rows[name, variant, res][1] == n * rows[name, "igan", res][1]
+
+
+def test_print_param_table(capsys):
+  rows = param_table()
+  with capsys.disabled():
+    print("\nexperiment     variant  res  generator  discriminator")
+    for (f, v, res), (gp, dp) in sorted(rows.items(), key=lambda kv: (kv[0][2], kv[0])):
+      print(f"{f:14s} {v:8s} {res:3d} {gp:10,d} {dp:14,d}")
+  # The 28×28 files share their models; CelebA and LSUN share theirs (both 96×96×3).
+  for v in ALL:
+    assert rows["mnist", v, 28] == rows["fashion_mnist", v, 28]
+  for v in SINGLE_CLASS_DATA:
+    assert rows["celeba", v, 96] == rows["lsun_bedroom", v, 96]
+
+
+# --------------------------------------------------------------------------- training
+
+# The selected cases run in one subprocess: XLA:CPU can be told there to optimise less (XLA_FLAGS
+# is read once per process) — these tests check behaviour, not speed, and compiling the training
+# step is most of their time (-O0 halved it) — and JAX, TFDS and TensorFlow are imported once,
+# not once per case. Per case, three runs share one compiled step: 2 iterations, the same workdir
+# resumed to 4, and 4 straight in a second workdir.
+RUNNER = r"""
+import contextlib, io, json, os, sys, time, traceback
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+from igan_jax import models, train
+from igan_jax.config import load_config, validate
+
+# A fresh state's arrays are uncommitted, a restored one's are committed to the device, and jit
+# compiles its step once for each: commit the fresh state too, so that the three runs of a case
+# share one compiled step. Harmless once create_train_state commits its state itself.
+fresh_state = train.create_train_state
+train.create_train_state = lambda *a, **k: jax.device_put(fresh_state(*a, **k), jax.devices()[0])
+
+
+def run_case(spec):
+  config = load_config(spec["config"], spec["variant"], check=False)
+  for key, value in spec["overrides"].items():
+    node = config
+    *parents, last = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[last] = tuple(value) if isinstance(value, list) else value
+  validate(config)
+  out, states = {"seconds": {}}, {}
+  with tfds.testing.mock_data(num_examples=spec["num_examples"]):
+    for run, workdir, iterations in (("first", "resumed", 2), ("resume", "resumed", 4),
+                                     ("straight", "straight", 4)):
+      config.num_iterations = iterations
+      t = time.perf_counter()
+      states[run] = train.train_and_evaluate(config, os.path.join(spec["tmp"], workdir))
+      out["seconds"][run] = round(time.perf_counter() - t, 1)
+  a, b = states["resume"], states["straight"]
+  leaves_a = jax.tree_util.tree_leaves_with_path(a)
+  out["differ"] = [jax.tree_util.keystr(p) for (p, x), y in zip(leaves_a, jax.tree_util.tree_leaves(b))
+                   if not np.array_equal(np.asarray(x), np.asarray(y))][:10]
+  out["step"] = int(a.step)
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, config.model.z_dim))
+  out["generated"] = list(train.generate(a, z).shape)
+  n = models.num_classes(config.model)
+  if n > 1:  # the class-stacked models: one image per class, or the asked class's
+    out["generated_last_class"] = list(train.generate(a, z, label=n - 1).shape)
+  return out
+
+
+for spec in json.loads(sys.argv[1]):
+  printed = io.StringIO()
+  try:
+    with contextlib.redirect_stdout(printed):
+      out = run_case(spec)
+  except BaseException:
+    out = {"error": traceback.format_exc()[-4000:]}
+  out["stdout"] = printed.getvalue()[-4000:]
+  print("RESULT " + json.dumps({"id": spec["id"], **out}), flush=True)
+"""
+
+TINY = {"batch_size": 4, "model.channels": 8, "model.d_widths": [8], "num_samples": 4,
+        "log_every": 2, "sample_every": 2, "checkpoint_every": 2,
+        # One critic update per iteration: the D update is unrolled n_critic times in the
+        # compiled step, so this divides its compile time; n_critic > 1 is trained in
+        # test_train.py (wgan_gp's 5 included).
+        "n_critic": 1}
+
+# (experiment, variant, extra overrides): every variant at 28×28, one at 96×96. igan at 28×28 on
+# experiments/fashion_mnist.py is trained, checkpointed and resumed bit-exactly through the CLI by
+# test_main.py (test_cli_resume_is_bit_exact): not repeated here, where each case costs a compile.
+TRAIN_CASES = [
+    # Fashion-MNIST labels 0 and 7 as classes 0, 1: a mapping that is not the identity.
+    ("fashion_mnist", "igan_v2", {}),
+    # igan_vn's code for any N; N = 3 keeps the unrolled stack small on CPU; labels 9, 4, 1 (in
+    # that order) as classes 0, 1, 2: again not the identity.
+    ("fashion_mnist", "igan_vn", {"model.num_classes": 3, "data.classes": [9, 4, 1]}),
+    ("fashion_mnist", "dcgan", {}),
+    ("fashion_mnist", "wgan_gp", {}),
+    # 96×96: mock celeb_a (218×178 faces, cropped and resized as the real ones), its two classes
+    # the attribute Male, through the class-stacked model.
+    ("celeba", "igan_v2", {}),
+]
+TRAIN_IDS = [f"{n}:{v}" for n, v, _ in TRAIN_CASES]
+TRAIN_TEST = "test_trains_checkpoints_and_resumes_on_mock_data"
+
+
+@pytest.fixture(scope="module")
+def training_results(request, tmp_path_factory):
+  """{case id: result} for the cases of TRAIN_TEST this session runs, all in one subprocess."""
+  selected = {item.callspec.id for item in request.session.items
+              if getattr(item, "originalname", None) == TRAIN_TEST}
+  specs = []
+  for (name, variant, overrides), case_id in zip(TRAIN_CASES, TRAIN_IDS):
+    if case_id in selected:
+      specs.append({"id": case_id, "config": path_of(name), "variant": variant,
+                    "tmp": str(tmp_path_factory.mktemp(case_id.replace(":", "_"))),
+                    "overrides": dict(TINY, **overrides), "num_examples": 64})
+  tfds_dir = tmp_path_factory.mktemp("tfds")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", TFDS_DATA_DIR=str(tfds_dir),
+             XLA_FLAGS=" ".join(filter(None, (os.environ.get("XLA_FLAGS"),
+                                              "--xla_backend_optimization_level=0",
+                                              "--xla_llvm_disable_expensive_passes=true"))))
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, (ROOT, env.get("PYTHONPATH"))))
+  r = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(specs)], cwd=ROOT, env=env,
+                     capture_output=True, text=True, timeout=1800)
+  results = {}
+  for line in r.stdout.splitlines():
+    if line.startswith("RESULT "):
+      out = json.loads(line[len("RESULT "):])
+      results[out.pop("id")] = out
+  for spec in specs:  # a crash of the whole process fails every case with its stderr
+    results.setdefault(spec["id"], {"error": f"exit {r.returncode}: {r.stderr[-4000:]}"})
+    results[spec["id"]]["tmp"] = spec["tmp"]
+  return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,variant,overrides", TRAIN_CASES, ids=TRAIN_IDS)
+def test_trains_checkpoints_and_resumes_on_mock_data(name, variant, overrides, training_results):
+  out = training_results[f"{name}:{variant}"]
+  assert "error" not in out, out["error"]
+  print(f"{name}:{variant} seconds {out['seconds']}")
+  assert "resumed" in out["stdout"] and "from step 2" in out["stdout"], out["stdout"]
+  assert out["step"] == 4
+  assert out["differ"] == [], out  # resumed at 2 == straight to 4, every array of the state
+  workdir = os.path.join(out["tmp"], "resumed")
+  steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+  assert steps == [2, 4]
+  assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [
+      "step_000002.png", "step_000004.png"]
+  rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  logged = [r for r in rows if "d_loss" in r]
+  assert [r["step"] for r in logged] == [2, 4]
+  for r in logged:
+    for key in ("d_loss", "g_loss", "lr_d", "lr_g"):
+      assert math.isfinite(r[key]), (key, r)
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["model"]["name"] == variant
+  res = EXPERIMENTS[name][2]
+  ch = 1 if res == 28 else 3
+  n = overrides.get("model.num_classes") or {"igan_v2": 2, "igan_vn": 10}.get(variant)
+  assert out["generated"] == ([n] if n else []) + [2, res, res, ch]
+  if n:
+    assert out["generated_last_class"] == [2, res, res, ch]
+
+
+if __name__ == "__main__":
+  print("experiment     variant  res  generator  discriminator")
+  for (f, v, res), (gp, dp) in sorted(param_table().items(), key=lambda kv: (kv[0][2], kv[0])):
+    print(f"{f:14s} {v:8s} {res:3d} {gp:10,d} {dp:14,d}")
