@@ -87,9 +87,12 @@ def create_train_state(config, rng: jax.Array | None = None) -> GANState:
 
   hp = step_config(config)
   g = model_state(g_model, g_vars, g_tx)
-  return GANState(step=jnp.zeros((), jnp.int32), rng=rng, g=g,
-                  d=model_state(d_model, d_vars, d_tx), hp=hp,
-                  g_ema=g.params if hp.ema_decay > 0 else None)
+  state = GANState(step=jnp.zeros((), jnp.int32), rng=rng, g=g,
+                   d=model_state(d_model, d_vars, d_tx), hp=hp,
+                   g_ema=g.params if hp.ema_decay > 0 else None)
+  # Committed to the device like a restored state's arrays: jit keys on that too, so a fresh
+  # and a restored state (a resume, a rollback) share one compiled step.
+  return jax.device_put(state, jax.local_devices()[0])
 
 
 def _apply(ms: ModelState, params, x, train: bool, rngs=None):

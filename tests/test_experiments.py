@@ -206,8 +206,8 @@ def run_case(spec):
       states[run] = train.train_and_evaluate(config, os.path.join(spec["tmp"], workdir))
       out["seconds"][run] = round(time.perf_counter() - t, 1)
   a, b = states["resume"], states["straight"]
-  leaves_a = jax.tree_util.tree_leaves_with_path(a)
-  out["differ"] = [jax.tree_util.keystr(p) for (p, x), y in zip(leaves_a, jax.tree_util.tree_leaves(b))
+  pairs = zip(jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves(b))
+  out["differ"] = [jax.tree_util.keystr(p) for (p, x), y in pairs
                    if not np.array_equal(np.asarray(x), np.asarray(y))][:10]
   out["step"] = int(a.step)
   z = jax.random.normal(jax.random.PRNGKey(0), (2, config.model.z_dim))
