@@ -27,7 +27,10 @@ starting at 0.0002 there lets D's loss collapse) and states no learning rate for
 We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
 (--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
 
-Measured time per 1,000 iterations on CPU: TBD (lead).
+Measured time per 1,000 iterations on CPU (2-core AMD EPYC, batch 64, fp32, benchmarks/
+throughput.py, README "Speed"): igan 17 h (0.0165 it/s; the PyTorch yardstick 0.0303 it/s
+on the same machine); the other variants not measured at 96×96 on CPU. GPU: not measured
+(no GPU was available).
 """
 from igan_jax.config import apply_variant, base_config
 

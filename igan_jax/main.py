@@ -84,6 +84,11 @@ def main(argv):
       check_workdir(FLAGS.workdir)
     except WorkdirError as e:
       _fail(str(e))
+  if not FLAGS["verbosity"].present:
+    # The libraries' INFO lines (orbax on every save, JAX's backend probing) would bury the
+    # progress line; --verbosity=0 brings them back.
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.WARNING)
   import jax  # after flag parsing: errors above cost no JAX start-up
 
   if FLAGS.compilation_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
