@@ -23,6 +23,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _host import device_name  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
@@ -38,17 +40,6 @@ flags.DEFINE_string("dataset", "fashion_mnist", "classifier weights to use")
 flags.DEFINE_integer("train_images", 0, "images per timed repeat of train_* (0 = one "
                      "classifier batch, 2 Inception batches)")
 
-
-def device_name(jax) -> str:
-  d = jax.devices()[0]
-  if d.platform == "cpu":
-    try:
-      with open("/proc/cpuinfo") as f:
-        cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-      cpu = "cpu"
-    return f"{cpu} ({os.cpu_count()} cores)"
-  return d.device_kind
 
 
 def _time(fn, images, batch, repeats):

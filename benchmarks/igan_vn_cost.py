@@ -26,6 +26,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _host import device_name  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
@@ -42,17 +44,6 @@ flags.DEFINE_list("part", ["d"], "d (discriminators) and/or g (generator heads)"
 flags.DEFINE_list("g_ways", ["g_stacked", "g_stacked_unroll"], "which generator ways to time")
 flags.DEFINE_integer("g_channels", 64, "generator channels for --part=g")
 
-
-def device_name(jax) -> str:
-  d = jax.devices()[0]
-  if d.platform != "cpu":
-    return d.device_kind
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    cpu = "cpu"
-  return f"{cpu} ({os.cpu_count()} cores)"
 
 
 def main(_):

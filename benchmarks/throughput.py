@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _host import device_name  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
@@ -34,18 +35,6 @@ flags.DEFINE_integer("warmup", 1, "untimed iterations after compiling")
 flags.DEFINE_string("loop", "auto", "auto | python | scan")
 flags.DEFINE_string("dtype", "float32", "float32 | bfloat16 compute")
 
-
-def device_name(jax) -> str:
-  d = jax.devices()[0]
-  if d.platform == "cpu":
-    cpu = platform.processor() or "cpu"
-    try:
-      with open("/proc/cpuinfo") as f:
-        cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-      pass
-    return f"{cpu} ({os.cpu_count()} cores)"
-  return d.device_kind
 
 
 def peak_mem_mb(jax) -> float:
