@@ -234,7 +234,8 @@ def test_vmapped_heads_equal_separate_heads():
     hv = {"params": tree_slice(v["params"]["heads"], k),
           "batch_stats": tree_slice(v["batch_stats"]["heads"], k)}
     img, hnew = apply_head(hv, s, left)
-    np.testing.assert_allclose(images[k], img, rtol=1e-6, atol=1e-6)
+    # float32 rounding only (fusions differ); a wrongly sliced head would be off by O(1).
+    np.testing.assert_allclose(images[k], img, rtol=1e-5, atol=1e-5)
     assert_trees_close(hnew["batch_stats"], tree_slice(new["batch_stats"]["heads"], k))
 
 

@@ -32,6 +32,78 @@ class LayersTest(absltest.TestCase):
     np.testing.assert_array_equal(y[0, 0:2, 0:2, 0], x[0, 0, 0, 0::2].reshape(2, 2))
     self.assertEqual(sorted(np.asarray(y).ravel().tolist()), sorted(np.asarray(x).ravel().tolist()))
 
+  def test_strided_conv_is_nn_conv_with_stride_2(self):
+    # Same parameters (names, shapes), same outputs, same first- and second-order gradients
+    # (the gradient penalty differentiates the input gradient again) as nn.Conv(strides=2),
+    # for even and odd sizes, odd and even kernels, SAME / VALID / explicit padding.
+    cases = [(28, 3, "SAME", 1), (14, 3, "SAME", 8), (7, 3, "SAME", 4), (28, 5, "SAME", 2),
+             (13, 5, "SAME", 3), (9, 4, ((1, 1), (1, 1)), 2), (6, 3, "VALID", 2),
+             (10, 3, ((2, 0), (0, 3)), 2)]
+    for size, k, padding, cin in cases:
+      with self.subTest(size=size, k=k, padding=padding):
+        x = jax.random.normal(jax.random.PRNGKey(size), (2, size, size + 1, cin))
+        ref = nn.Conv(5, (k, k), strides=(2, 2), padding=padding)
+        ours = layers.StridedConv(5, (k, k), padding)
+        v = ref.init(jax.random.PRNGKey(1), x)
+        v = jax.tree_util.tree_map(lambda a: a + 0.1, v)  # a non-zero bias too
+        self.assertEqual(jax.tree_util.tree_structure(ours.init(jax.random.PRNGKey(1), x)),
+                         jax.tree_util.tree_structure(v))
+        np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=1e-5)
+
+        def penalty(layer):
+          def f(params, x):
+            g = jax.grad(lambda x: jnp.sum(jnp.tanh(layer.apply({"params": params}, x))))(x)
+            return jnp.sum(g ** 2)
+          return jax.jit(jax.grad(f, argnums=(0, 1)))
+        got, want = penalty(ours)(v["params"], x), penalty(ref)(v["params"], x)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+          np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+  def test_stride2_conv_transpose_is_nn_conv_transpose(self):
+    # DCGAN's 5×5 layer and other kernel sizes: same parameters, outputs and gradients.
+    for size, k in [(7, 5), (6, 5), (3, 3), (4, 4), (5, 2), (5, 1)]:
+      with self.subTest(size=size, k=k):
+        x = jax.random.normal(jax.random.PRNGKey(size), (2, size, size + 1, 3))
+        ref = nn.ConvTranspose(4, (k, k), strides=(2, 2), padding="SAME")
+        ours = layers.Stride2ConvTranspose(4, (k, k))
+        v = jax.tree_util.tree_map(lambda a: a + 0.1, ref.init(jax.random.PRNGKey(1), x))
+        self.assertEqual(jax.tree_util.tree_structure(ours.init(jax.random.PRNGKey(1), x)),
+                         jax.tree_util.tree_structure(v))
+        np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=1e-5)
+        grad = lambda layer: jax.jit(jax.grad(
+            lambda v, x: jnp.sum(jnp.sin(layer.apply(v, x))), argnums=(0, 1)))
+        for a, b in zip(jax.tree_util.tree_leaves(grad(ours)(v, x)),
+                        jax.tree_util.tree_leaves(grad(ref)(v, x))):
+          np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+  def test_discriminator_parameters_keep_their_names(self):
+    # Checkpoints of the plain-conv discriminator restore into the StridedConv one.
+    d = models.ResidualDiscriminator(widths=(8, 16))
+    v = d.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)))
+    self.assertEqual(set(v["params"]["down0"]), {"Conv_0", "BatchNorm_0"})
+    self.assertEqual(set(v["params"]["down0"]["Conv_0"]), {"kernel"})
+    self.assertEqual(v["params"]["down1"]["Conv_0"]["kernel"].shape, (3, 3, 8, 16))
+
+  def test_dropout_keeps_and_scales_like_nn_dropout(self):
+    x = jnp.ones((64, 28, 28, 16))
+    drop = jax.jit(lambda x, key: layers.Dropout(0.2).apply({}, x, rngs={"dropout": key}))
+    y = np.asarray(drop(x, jax.random.PRNGKey(0)))
+    self.assertEqual(set(np.unique(y).tolist()), {0.0, 1.25})  # kept units scaled by 1/0.8
+    n = y.size
+    kept = float(np.mean(y > 0))
+    self.assertLess(abs(kept - 0.8), 5 * np.sqrt(0.8 * 0.2 / n))  # binomial, 5 sd
+    np.testing.assert_array_equal(y, drop(x, jax.random.PRNGKey(0)))  # deterministic per key
+    other = np.asarray(drop(x, jax.random.PRNGKey(1)))
+    agree = float(np.mean((y > 0) == (other > 0)))  # independent masks: 0.8² + 0.2²
+    self.assertLess(abs(agree - 0.68), 0.01)
+    typed = layers.Dropout(0.2).apply({}, x, rngs={"dropout": jax.random.key(0)})
+    self.assertLess(abs(float(jnp.mean(typed > 0)) - 0.8), 0.01)
+    for layer in (layers.Dropout(0.2, deterministic=True), layers.Dropout(0.0)):
+      np.testing.assert_array_equal(layer.apply({}, x, rngs={"dropout": jax.random.PRNGKey(0)}),
+                                    x)
+    np.testing.assert_array_equal(
+        layers.Dropout(1.0).apply({}, x, rngs={"dropout": jax.random.PRNGKey(0)}), 0 * x)
+
   def test_unknown_norm(self):
     with self.assertRaises(ValueError):
       layers.make_norm("group", True, 0.9, 1e-5)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from igan_jax.models.layers import leaky_relu, make_norm
+from igan_jax.models.layers import StridedConv, leaky_relu, make_norm
 
 DEFAULT_WIDTHS = {96: (32, 64, 128, 256), 28: (64, 128)}
 
@@ -31,8 +31,12 @@ class ConvBlock(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     # A conv followed by a normaliser needs no bias: the norm's shift replaces it.
-    x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride), padding="SAME",
-                use_bias=self.norm == "none", dtype=self.dtype)(x)
+    use_bias = self.norm == "none"
+    if self.stride == 2:  # same parameters and name as the nn.Conv below (layers.StridedConv)
+      x = StridedConv(self.features, (3, 3), "SAME", use_bias, self.dtype, name="Conv_0")(x)
+    else:
+      x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride), padding="SAME",
+                  use_bias=use_bias, dtype=self.dtype)(x)
     x = make_norm(self.norm, train, self.bn_momentum, self.bn_epsilon, self.dtype)(x)
     return leaky_relu(x)
 

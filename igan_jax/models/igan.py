@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from igan_jax.models.layers import (PatchUpsample, SubPixelConvTranspose, leaky_relu,
+from igan_jax.models.layers import (Dropout, PatchUpsample, SubPixelConvTranspose, leaky_relu,
                                    pixel_shuffle)
 
 # Per output resolution: stem sizes and the main path as (kind, factor) blocks.
@@ -78,7 +78,7 @@ class IGANGenerator(nn.Module):
         h = SubPixelConvTranspose(c, dtype=self.dtype, name=f"up{i}_convT")(h)
       h = self._bn_act(h, train, f"up{i}_bn")
       if i < self.dropout_blocks:
-        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+        h = Dropout(self.dropout_rate, deterministic=not train)(h)
 
     # One-step shortcut base → res, and the branch → res path (kernel = stride).
     short = PatchUpsample(c, res // base, dtype=self.dtype, name="shortcut")(a)

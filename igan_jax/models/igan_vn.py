@@ -54,7 +54,7 @@ import jax.numpy as jnp
 
 from igan_jax.models.discriminator import ResidualDiscriminator
 from igan_jax.models.igan import TOPOLOGY, supported_resolutions
-from igan_jax.models.layers import (PatchUpsample, SubPixelConvTranspose, leaky_relu,
+from igan_jax.models.layers import (Dropout, PatchUpsample, SubPixelConvTranspose, leaky_relu,
                                    pixel_shuffle)
 
 # Strides of the IBlock's two up-convolutions per output resolution (R): branch side × their
@@ -155,7 +155,7 @@ class IGANVNTrunk(_Layers):
         h = self._bn_act(h, train, f"up{i}_bn")
         h = self._refine(h, train, f"up{i}_refine")
       if i < self.dropout_blocks:
-        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+        h = Dropout(self.dropout_rate, deterministic=not train)(h)
 
     short = PatchUpsample(c, res // base, dtype=self.dtype, name="shortcut")(a)
     short = self._bn_act(short, train, "shortcut_bn")
