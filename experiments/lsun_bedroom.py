@@ -30,10 +30,9 @@ starting at 0.0002 there lets D's loss collapse) and states no learning rate for
 We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
 (--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
 
-Measured time per 1,000 iterations on CPU (2-core AMD EPYC, batch 64, fp32, benchmarks/
-throughput.py, README "Speed"): igan 17 h (0.0165 it/s; the PyTorch yardstick 0.0303 it/s
-on the same machine); the other variants not measured at 96×96 on CPU. GPU: not measured
-(no GPU was available).
+On CPU a 96×96 run is slow: README "Speed" times 1,000 iterations at 2.5 h for igan
+(0.113 it/s), 52 min for dcgan and 4.3 h for wgan_gp (2-core AMD EPYC Zen 5, batch 64, fp32);
+the data's shapes are CelebA's, so experiments/celeba.py's timings apply. GPU: not measured.
 """
 from igan_jax.config import apply_variant, base_config
 from igan_jax.data import TWO_CLASS_LSUN

@@ -15,10 +15,11 @@ Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, d
 - igan_vn (SPEC §1.2): all ten digits, N = 10 (data.classes () = labels 0..N-1).
 - dcgan, wgan_gp: the baselines (SPEC §1.4) with their own papers' recipes.
 
-Measured time per 1,000 iterations on CPU (2-core AMD EPYC, batch 64, fp32, benchmarks/
-throughput.py, README "Speed"): igan 77 min (0.217 it/s), igan_v2 4.8 h (0.058 it/s),
-igan_vn 28 h (0.010 it/s; 6.4 min to compile), dcgan 11 min (1.55 it/s), wgan_gp 60 min
-(0.276 it/s). GPU: not measured (no GPU was available). MNIST has the same shapes as Fashion-MNIST.
+Measured time per 1,000 iterations on CPU (2-core AMD EPYC Zen 5, batch 64, fp32,
+benchmarks/throughput.py, README "Speed"): igan 16 min (1.03 it/s), igan_v2 41 min
+(0.405 it/s), igan_vn 2.7 h (0.102 it/s; 83 s to compile), dcgan 1.3 min (13.3 it/s), wgan_gp
+6.8 min (2.44 it/s), measured on Fashion-MNIST, which has MNIST's shapes. GPU: not measured
+(no GPU was available).
 Resize to 96×96 instead: --config.data.resolution=96.
 """
 from igan_jax.config import apply_variant, base_config
