@@ -27,7 +27,7 @@ starting at 0.0002 there lets D's loss collapse) and states no learning rate for
 We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
 (--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
 
-Time per 1,000 iterations at 96×96 on CPU, from benchmarks/throughput.py (2-core AMD EPYC
+Measured time per 1,000 iterations on CPU at 96×96 (benchmarks/throughput.py, 2-core AMD EPYC
 Zen 5, batch 64, fp32; README "Speed"): igan 2.5 h (0.113 it/s; PyTorch yardstick 0.091),
 dcgan 52 min (0.323 it/s), wgan_gp 4.3 h (0.065 it/s); igan_v2 not timed at 96. GPU: not
 measured (no GPU was available).

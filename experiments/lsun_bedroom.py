@@ -30,9 +30,9 @@ starting at 0.0002 there lets D's loss collapse) and states no learning rate for
 We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
 (--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
 
-On CPU a 96×96 run is slow: README "Speed" times 1,000 iterations at 2.5 h for igan
-(0.113 it/s), 52 min for dcgan and 4.3 h for wgan_gp (2-core AMD EPYC Zen 5, batch 64, fp32);
-the data's shapes are CelebA's, so experiments/celeba.py's timings apply. GPU: not measured.
+Measured time per 1,000 iterations on CPU: the shapes are CelebA's (96×96×3), and so are the
+timings in experiments/celeba.py and README "Speed" — igan 2.5 h (0.113 it/s), dcgan 52 min,
+wgan_gp 4.3 h on a 2-core AMD EPYC Zen 5, batch 64, fp32. GPU: not measured.
 """
 from igan_jax.config import apply_variant, base_config
 from igan_jax.data import TWO_CLASS_LSUN
