@@ -52,7 +52,7 @@ def discriminator(impl: str, widths):
 
   def conv(features, stride, name):  # the same names for both impls: one parameter tree
     if stride == 2 and impl == "space_to_depth":
-      return StridedConv(features, (3, 3), "SAME", use_bias=False, name=name)
+      return StridedConv(features, (3, 3), padding="SAME", use_bias=False, name=name)
     return nn.Conv(features, (3, 3), strides=(stride, stride), padding="SAME", use_bias=False,
                    name=name)
 

@@ -43,7 +43,7 @@ class LayersTest(absltest.TestCase):
       with self.subTest(size=size, k=k, padding=padding):
         x = jax.random.normal(jax.random.PRNGKey(size), (2, size, size + 1, cin))
         ref = nn.Conv(5, (k, k), strides=(2, 2), padding=padding)
-        ours = layers.StridedConv(5, (k, k), padding)
+        ours = layers.StridedConv(5, (k, k), padding=padding)
         v = ref.init(jax.random.PRNGKey(1), x)
         v = jax.tree_util.tree_map(lambda a: a + 0.1, v)  # a non-zero bias too
         self.assertEqual(jax.tree_util.tree_structure(ours.init(jax.random.PRNGKey(1), x)),

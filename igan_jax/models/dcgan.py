@@ -103,7 +103,7 @@ class DCGANDiscriminator(nn.Module):
     for i, w in enumerate(self.widths):
       normed = i > 0 and self.norm != "none"  # no normaliser on the input layer (DCGAN §3)
       if self.space_to_depth:  # the same function and parameters as the nn.Conv below
-        h = StridedConv(w, KERNEL, "SAME", use_bias=not normed, dtype=self.dtype,
+        h = StridedConv(w, KERNEL, padding="SAME", use_bias=not normed, dtype=self.dtype,
                         name=f"down{i}")(h)
       else:
         h = nn.Conv(w, KERNEL, strides=(2, 2), padding="SAME", use_bias=not normed,

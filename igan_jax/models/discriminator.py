@@ -33,7 +33,8 @@ class ConvBlock(nn.Module):
     # A conv followed by a normaliser needs no bias: the norm's shift replaces it.
     use_bias = self.norm == "none"
     if self.stride == 2:  # same parameters and name as the nn.Conv below (layers.StridedConv)
-      x = StridedConv(self.features, (3, 3), "SAME", use_bias, self.dtype, name="Conv_0")(x)
+      x = StridedConv(self.features, (3, 3), padding="SAME", use_bias=use_bias, dtype=self.dtype,
+                      name="Conv_0")(x)
     else:
       x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride), padding="SAME",
                   use_bias=use_bias, dtype=self.dtype)(x)

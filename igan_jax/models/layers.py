@@ -108,7 +108,27 @@ class SubPixelConvTranspose(nn.Module):
     return y
 
 
-class Stride2ConvTranspose(nn.Module):
+class _Stride2Layer(nn.Module):
+  """Fields and parameters ("kernel" HWIO, "bias": nn.Conv's and nn.ConvTranspose's names) of
+  the two stride-2 rewrites below, so that either loads the plain layer's parameters."""
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def _apply(self, x, fn):
+    """fn(x, kernel) in self.dtype, plus the bias; called from a compact __call__."""
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        tuple(self.kernel_size) + (x.shape[-1], self.features), self.param_dtype)
+    y = fn(x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+      y = y + bias.astype(y.dtype)
+    return y
+
+
+class Stride2ConvTranspose(_Stride2Layer):
   """`nn.ConvTranspose(features, kernel_size, strides=(2, 2), padding="SAME")` — same
   parameters, names and function — computed by `stride2_conv_transpose`.
 
@@ -116,24 +136,13 @@ class Stride2ConvTranspose(nn.Module):
   convolution as a convolution over the zero-dilated input (3/4 of its multiply-adds on zeros,
   and a slow path in the backward pass).
   """
-  features: int
   kernel_size: tuple[int, int] = (5, 5)
-  use_bias: bool = True
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    cin = x.shape[-1]
-    w = self.param("kernel", nn.initializers.lecun_normal(),
-                   tuple(self.kernel_size) + (cin, self.features), self.param_dtype)
     # lax.conv_transpose's "SAME" front padding for stride 2 (jax.lax._conv_transpose_padding).
     pad_lo = tuple(k - 1 if k < 3 else -(-k // 2) for k in self.kernel_size)
-    y = stride2_conv_transpose(x.astype(self.dtype), w.astype(self.dtype), pad_lo)
-    if self.use_bias:
-      bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-      y = y + bias.astype(y.dtype)
-    return y
+    return self._apply(x, lambda x, w: stride2_conv_transpose(x, w, pad_lo))
 
 
 def space_to_depth(x: jnp.ndarray, r: int = 2) -> jnp.ndarray:
@@ -182,7 +191,7 @@ def stride2_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding) -> jnp.ndarray:
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-class StridedConv(nn.Module):
+class StridedConv(_Stride2Layer):
   """A stride-2 `nn.Conv` (same parameters, names and function), computed by `stride2_conv`.
 
   Why: on XLA:CPU a stride-2 convolution's input gradient is a convolution over a zero-dilated
@@ -194,26 +203,14 @@ class StridedConv(nn.Module):
   (zero taps) than the 3×3 one.
   `padding` is "SAME" (as nn.Conv's, from lax.padtype_to_pads) or explicit pairs.
   """
-  features: int
-  kernel_size: tuple[int, int] = (3, 3)
   padding: Any = "SAME"
-  use_bias: bool = True
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    cin = x.shape[-1]
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        tuple(self.kernel_size) + (cin, self.features), self.param_dtype)
     padding = self.padding
     if isinstance(padding, str):
       padding = jax.lax.padtype_to_pads(x.shape[1:3], self.kernel_size, (2, 2), padding)
-    y = stride2_conv(x.astype(self.dtype), kernel.astype(self.dtype), padding)
-    if self.use_bias:
-      bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-      y = y + bias.astype(y.dtype)
-    return y
+    return self._apply(x, lambda x, w: stride2_conv(x, w, padding))
 
 
 class Dropout(nn.Module):
