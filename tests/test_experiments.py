@@ -300,8 +300,12 @@ def training_results(request, tmp_path_factory):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(min(2, len(specs)))]
   results = {}
-  for i, proc in enumerate(procs):
-    stdout, stderr = proc.communicate(timeout=1800)
+  try:
+    outputs = [proc.communicate(timeout=1800) for proc in procs]
+  finally:  # a timeout in one leaves no process behind
+    for proc in procs:
+      proc.kill()
+  for i, (proc, (stdout, stderr)) in enumerate(zip(procs, outputs)):
     for line in stdout.splitlines():
       if line.startswith("RESULT "):
         out = json.loads(line[len("RESULT "):])

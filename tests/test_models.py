@@ -82,6 +82,13 @@ class LayersTest(absltest.TestCase):
     self.assertEqual(set(v["params"]["down0"]), {"Conv_0", "BatchNorm_0"})
     self.assertEqual(set(v["params"]["down0"]["Conv_0"]), {"kernel"})
     self.assertEqual(v["params"]["down1"]["Conv_0"]["kernel"].shape, (3, 3, 8, 16))
+    plain = models.ResidualDiscriminator(widths=(8, 16), space_to_depth=False)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 28, 28, 1))
+    pv = plain.init(jax.random.PRNGKey(0), x)
+    self.assertEqual(jax.tree_util.tree_structure(pv), jax.tree_util.tree_structure(v))
+    np.testing.assert_allclose(d.apply(pv, x, train=True, mutable=["batch_stats"])[0],
+                               plain.apply(pv, x, train=True, mutable=["batch_stats"])[0],
+                               rtol=1e-5, atol=1e-5)
 
   def test_dropout_keeps_and_scales_like_nn_dropout(self):
     x = jnp.ones((64, 28, 28, 16))

@@ -27,12 +27,13 @@ class ConvBlock(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
+  space_to_depth: bool = True  # a stride-2 conv as layers.StridedConv (same function, faster)
 
   @nn.compact
   def __call__(self, x, train: bool):
     # A conv followed by a normaliser needs no bias: the norm's shift replaces it.
     use_bias = self.norm == "none"
-    if self.stride == 2:  # same parameters and name as the nn.Conv below (layers.StridedConv)
+    if self.stride == 2 and self.space_to_depth:  # nn.Conv's parameters and name (Conv_0)
       x = StridedConv(self.features, (3, 3), padding="SAME", use_bias=use_bias, dtype=self.dtype,
                       name="Conv_0")(x)
     else:
@@ -59,12 +60,17 @@ class ResidualBlock(nn.Module):
 
 
 class ResidualDiscriminator(nn.Module):
-  """images (B, H, W, C) → logits (B,)."""
+  """images (B, H, W, C) → logits (B,).
+
+  space_to_depth: the stride-2 convolutions as layers.StridedConv (default; the same function
+  and parameters as nn.Conv, faster in the gradient penalty's double backward on XLA:CPU,
+  benchmarks/layer_speed.py) or as nn.Conv (False)."""
   widths: Sequence[int] = (32, 64, 128, 256)
   norm: str = "batch"
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
+  space_to_depth: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -72,7 +78,8 @@ class ResidualDiscriminator(nn.Module):
               dtype=self.dtype)
     h = x.astype(self.dtype)
     for i, w in enumerate(self.widths):
-      h = ConvBlock(w, stride=2, name=f"down{i}", **kw)(h, train)
+      h = ConvBlock(w, stride=2, space_to_depth=self.space_to_depth, name=f"down{i}",
+                    **kw)(h, train)
       h = ResidualBlock(w, name=f"res{i}", **kw)(h, train)
     h = h.reshape(h.shape[0], -1)
     return nn.Dense(1, dtype=self.dtype, name="logit")(h)[:, 0].astype(jnp.float32)

@@ -83,34 +83,9 @@ def stride2_conv_transpose(x: jnp.ndarray, kernel: jnp.ndarray, pad_lo) -> jnp.n
   return pixel_shuffle(y, 2)
 
 
-class SubPixelConvTranspose(nn.Module):
-  """3×3 transposed convolution with stride 2, computed as a 2×2 convolution + depth-to-space.
-
-  Same function as PyTorch's `ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)`
-  (the yardstick's layer; output = 2× input): per axis, with kernel taps w[0..2],
-      y[2m] = x[m]·w[1],      y[2m + 1] = x[m]·w[2] + x[m + 1]·w[0]   (x[H] = 0),
-  i.e. `stride2_conv_transpose` of the spatially flipped kernel with pad_lo = 1. The parameter
-  is the ordinary 3×3 kernel (HWIO). Why: XLA:CPU runs the transposed convolution as a
-  convolution over a zero-dilated input, which measured several times slower (forward and
-  backward) than this dense form; the result is the same (pinned by a test).
-  """
-  features: int
-  use_bias: bool = True
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    cin = x.shape[-1]
-    w = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, cin, self.features))
-    y = stride2_conv_transpose(x.astype(self.dtype), w.astype(self.dtype)[::-1, ::-1], (1, 1))
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
-    return y
-
-
 class _Stride2Layer(nn.Module):
   """Fields and parameters ("kernel" HWIO, "bias": nn.Conv's and nn.ConvTranspose's names) of
-  the two stride-2 rewrites below, so that either loads the plain layer's parameters."""
+  the three stride-2 rewrites below, so that each loads the plain layer's parameters."""
   features: int
   kernel_size: tuple[int, int] = (3, 3)
   use_bias: bool = True
@@ -126,6 +101,25 @@ class _Stride2Layer(nn.Module):
       bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
       y = y + bias.astype(y.dtype)
     return y
+
+
+class SubPixelConvTranspose(_Stride2Layer):
+  """3×3 transposed convolution with stride 2, computed as a 2×2 convolution + depth-to-space.
+
+  Same function as PyTorch's `ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)`
+  (the yardstick's layer; output = 2× input): per axis, with kernel taps w[0..2],
+      y[2m] = x[m]·w[1],      y[2m + 1] = x[m]·w[2] + x[m + 1]·w[0]   (x[H] = 0),
+  i.e. `stride2_conv_transpose` of the spatially flipped kernel with pad_lo = 1. The parameter
+  is the ordinary 3×3 kernel (HWIO). Why: XLA:CPU runs the transposed convolution as a
+  convolution over a zero-dilated input, which measured several times slower (forward and
+  backward) than this dense form; the result is the same (pinned by a test).
+  """
+
+  @nn.compact
+  def __call__(self, x):
+    if tuple(self.kernel_size) != (3, 3):  # the formulas above are PyTorch's for k = 3
+      raise ValueError(f"SubPixelConvTranspose is 3×3, got kernel_size={self.kernel_size}")
+    return self._apply(x, lambda x, w: stride2_conv_transpose(x, w[::-1, ::-1], (1, 1)))
 
 
 class Stride2ConvTranspose(_Stride2Layer):
@@ -198,8 +192,8 @@ class StridedConv(_Stride2Layer):
   map and its second-order gradient (the gradient penalty's double backward) is slower still;
   as a stride-1 convolution of the space-to-depth input every pass stays on the fast path.
   Measured (benchmarks/layer_speed.py: 2-core AMD EPYC, jax 0.10.2, batch 64, one IGAN
-  discriminator update, loss + gradient penalty, value_and_grad): 28×28 0.287 → 0.239 s,
-  96×96 2.25 → 1.75 s, although the 2×2 kernel over 4·Cin channels does more multiply-adds
+  discriminator update, loss + gradient penalty, value_and_grad): 28×28 0.293 → 0.260 s,
+  96×96 2.38 → 1.87 s, although the 2×2 kernel over 4·Cin channels does more multiply-adds
   (zero taps) than the 3×3 one.
   `padding` is "SAME" (as nn.Conv's, from lax.padtype_to_pads) or explicit pairs.
   """
@@ -220,10 +214,11 @@ class Dropout(nn.Module):
 
   Why: `jax.random.bernoulli` computes Threefry in HLO; for the IGAN generator's 28×28×64 map
   at batch 64 (3.2 M units) nn.Dropout took 19.9 ms on 2 CPU cores, this layer 4.4 ms
-  (benchmarks/layer_speed.py), and the generator runs four times per paper iteration. Deterministic for a given key, backend and
-  XLA version (so resume stays bit-exact); the stream is not JAX's threefry stream, so masks
-  differ from nn.Dropout's for the same key. The keep test compares 32-bit words with
-  ⌊(1 − rate)·2³²⌉, so the keep probability is exact to 2⁻³².
+  (benchmarks/layer_speed.py), and the generator runs four times per paper iteration.
+  Deterministic for a given key, backend and XLA version (so resume stays bit-exact); the
+  stream is not JAX's threefry stream, so masks differ from nn.Dropout's for the same key.
+  The keep test compares 32-bit words with ⌊(1 − rate)·2³²⌉, so the keep probability is exact
+  to 2⁻³².
   """
   rate: float
   deterministic: bool = False
