@@ -51,6 +51,7 @@ def main(_):
   import jax.numpy as jnp
   import numpy as np
 
+  from igan_jax.compile_options import jit  # compiled as the library compiles
   from igan_jax.models import DEFAULT_WIDTHS, ResidualDiscriminator
   from igan_jax.models.igan_vn import IGANVNGenerator, StackedDiscriminator
 
@@ -59,7 +60,7 @@ def main(_):
   x = jax.random.normal(jax.random.PRNGKey(0), (n, b, res, res, ch))
   stacked_d = StackedDiscriminator(num_classes=n, widths=widths)
   single_d = ResidualDiscriminator(widths=widths)
-  v = jax.jit(stacked_d.init)(jax.random.PRNGKey(1), x)
+  v = jit(stacked_d.init)(jax.random.PRNGKey(1), x)
   # The same numbers as N separate parameter trees (what N Python-level copies would hold).
   per_class = [jax.tree_util.tree_map(lambda a, k=k: a[k], {c: v[c]["discs"] for c in v})
                for k in range(n)]
@@ -74,11 +75,11 @@ def main(_):
       return jnp.sum(jnp.mean((logits - 0.9) ** 2, axis=-1)), new["batch_stats"]
     return loss
 
-  stacked_step = jax.jit(jax.grad(loss_of(stacked_d), has_aux=True))
-  unroll_step = jax.jit(jax.grad(loss_of(stacked_d.clone(stack="unroll")), has_aux=True))
-  single_step = jax.jit(jax.grad(loss_of(single_d), has_aux=True))
+  stacked_step = jit(jax.grad(loss_of(stacked_d), has_aux=True))
+  unroll_step = jit(jax.grad(loss_of(stacked_d.clone(stack="unroll")), has_aux=True))
+  single_step = jit(jax.grad(loss_of(single_d), has_aux=True))
 
-  @jax.jit
+  @jit
   def loop_step(trees, x):
     single_grad = jax.grad(loss_of(single_d), has_aux=True)
     return [single_grad(t["params"], t["batch_stats"], x[k]) for k, t in enumerate(trees)]
@@ -119,7 +120,7 @@ def main(_):
   if "g" in FLAGS.part:
     z = jax.random.normal(jax.random.PRNGKey(2), (b, 100))
     g = IGANVNGenerator(num_classes=n, resolution=res, out_channels=ch, channels=FLAGS.g_channels)
-    gv = jax.jit(g.init)(jax.random.PRNGKey(3), z)
+    gv = jit(g.init)(jax.random.PRNGKey(3), z)
 
     def g_step_of(module):
       def loss(params, stats, z):
@@ -127,7 +128,7 @@ def main(_):
                                    rngs={"dropout": jax.random.PRNGKey(4)},
                                    mutable=["batch_stats"])
         return jnp.mean(images ** 2), new["batch_stats"]
-      return jax.jit(jax.grad(loss, has_aux=True))
+      return jit(jax.grad(loss, has_aux=True))
     g_vmap, g_unroll = g_step_of(g), g_step_of(g.clone(stack="unroll"))
     time_ways({"g_stacked": lambda: g_vmap(gv["params"], gv["batch_stats"], z),
                "g_stacked_unroll": lambda: g_unroll(gv["params"], gv["batch_stats"], z)},

@@ -50,6 +50,7 @@ def d_update_case(res: int):
   import jax.numpy as jnp
   import numpy as np
 
+  from igan_jax.compile_options import jit  # compiled as the library compiles
   from igan_jax.losses import gradient_penalty, least_squares_d
   from igan_jax.models.discriminator import DEFAULT_WIDTHS, ResidualDiscriminator
 
@@ -75,7 +76,7 @@ def d_update_case(res: int):
                                eps * real + (1 - eps) * fake)
       return least_squares_d(r, f) + 5.0 * gp
 
-    fn = jax.jit(jax.value_and_grad(loss))
+    fn = jit(jax.value_and_grad(loss))
     seconds = median_seconds(jax, fn, variables["params"], variables["batch_stats"])
     results[impl] = (seconds, fn(variables["params"], variables["batch_stats"]))
   (l0, g0), (l1, g1) = results["lax"][1], results["space_to_depth"][1]
@@ -93,13 +94,14 @@ def dropout_case(res: int):
   import jax
   import jax.numpy as jnp
 
+  from igan_jax.compile_options import jit  # compiled as the library compiles
   from igan_jax.models.layers import Dropout
 
   side = res if res == 28 else res // 4  # the last dropout block: 28×28 at 28, 24×24 at 96
   x = jnp.ones((FLAGS.batch, side, side, 64), jnp.float32)
   for impl, layer in (("nn.Dropout", nn.Dropout(0.2, deterministic=False)),
                       ("layers.Dropout", Dropout(0.2))):
-    fn = jax.jit(lambda x, key, layer=layer: layer.apply({}, x, rngs={"dropout": key}))
+    fn = jit(lambda x, key, layer=layer: layer.apply({}, x, rngs={"dropout": key}))
     seconds = median_seconds(jax, fn, x, jax.random.PRNGKey(0))
     print(json.dumps(dict(case="dropout", impl=impl, shape=list(x.shape),
                           device=device_name(jax), seconds=round(seconds, 5))), flush=True)

@@ -808,8 +808,8 @@ _FUSED: dict = {}  # backbone name → its jitted program (jit caches compiles p
 
 
 def _make_fused(backbone: str):
-  import jax
   from igan_jax import train
+  from igan_jax.compile_options import jit
 
   def run(state, g_params, variables, z):
     raw = state.replace(g=state.g.replace(params=g_params))
@@ -821,7 +821,7 @@ def _make_fused(backbone: str):
     from igan_jax.evaluation import inception
     return inception.FIDInceptionV3().apply(variables, inception.preprocess(x)), None
 
-  return jax.jit(run)
+  return jit(run)
 
 
 class TrainingEvaluator:

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from igan_jax import input_pipeline, models, optim
+from igan_jax.compile_options import jit
 from igan_jax.data.sampler import to_unit_range
 from igan_jax.losses import add_instance_noise, get_losses, gradient_penalty, interpolate
 from igan_jax.state import GANState, ModelState, StepConfig
@@ -61,8 +62,8 @@ def _static_parts(config_json: str):
   g_model = models.build_generator(config.model, res, ch)
   d_model = models.build_discriminator(config.model, res)
   d_tx, g_tx = optim.make_optimizers(config.optim, config.n_critic)
-  g_init = jax.jit(functools.partial(g_model.init, train=False))
-  d_init = jax.jit(functools.partial(d_model.init, train=False))
+  g_init = jit(functools.partial(g_model.init, train=False))
+  d_init = jit(functools.partial(d_model.init, train=False))
   return g_model, d_model, d_tx, g_tx, g_init, d_init
 
 
@@ -188,8 +189,9 @@ def _train_step(state: GANState, real: jax.Array):
   return state.replace(step=state.step + 1), metrics
 
 
-train_step = jax.jit(_train_step)
-train_step.__doc__ = """One paper iteration: (state, real) -> (state, metrics). Jitted.
+train_step = jit(_train_step)
+train_step.__doc__ = """One paper iteration: (state, real) -> (state, metrics). Jitted (compile_options.jit: a
+jax.jit with the XLA options measured per backend).
 
 real: float32 (n_critic, batch, H, W, C) in [−1, 1], one batch per discriminator update; for the
   class-stacked models (igan_v2 / igan_vn) (n_critic, N, batch, H, W, C), [:, k] of class k.
@@ -207,18 +209,18 @@ def sample_real(state: GANState, data) -> jax.Array:
   return input_pipeline.sample_real(data, key, state.hp.n_critic, state.hp.batch_size)
 
 
-@jax.jit
+@jit
 def _sample_and_step(state, data):
   return _train_step(state, sample_real(state, data))
 
 
-@jax.jit
+@jit
 def _uint8_step(state, real_u8):
   """One iteration on host-streamed uint8 batches (input_pipeline.StreamingData)."""
   return _train_step(state, to_unit_range(real_u8))
 
 
-@functools.partial(jax.jit, static_argnames="k")
+@functools.partial(jit, static_argnames="k")
 def _scan_steps(state, data, k):
   return jax.lax.scan(lambda s, _: _sample_and_step(s, data), state, None, length=k)
 
@@ -265,7 +267,7 @@ def train_steps_streamed(state: GANState, batches) -> tuple[GANState, dict]:
   return _stack_metrics(state, metrics)
 
 
-@functools.partial(jax.jit, static_argnames="use_ema")
+@functools.partial(jit, static_argnames="use_ema")
 def _generate(state: GANState, z, use_ema=False):
   params = state.g_ema if use_ema else state.g.params
   out, _ = _apply(state.g, params, z, train=False)

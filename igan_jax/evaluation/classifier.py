@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from igan_jax.compile_options import jit
+
 RESOLUTION = 28
 FEATURE_DIM = 128
 NUM_CLASSES = 10
@@ -200,7 +202,7 @@ def weights_sha256(dataset: str, weights_dir: str | None = None) -> str:
 # Inference
 
 
-@jax.jit
+@jit
 def _apply(params, images):
   return SmallCNN(num_classes=params["fc2"]["bias"].shape[0]).apply(
       {"params": params}, to_input(images))
@@ -296,7 +298,7 @@ def train(dataset: str = "fashion_mnist", epochs: int | None = None, seed: int |
   tx = optax.adamw(schedule, weight_decay=hp["weight_decay"])
   opt_state = tx.init(params)
 
-  @jax.jit
+  @jit
   def step(params, opt_state, x, y, key):
     def loss_fn(p):
       _, logits = model.apply({"params": p}, to_input(x), train=True, rngs={"dropout": key})

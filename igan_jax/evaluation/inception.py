@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from igan_jax.compile_options import jit
 from igan_jax.evaluation import inception_weights as _w
 from igan_jax.evaluation.inception_weights import WEIGHTS_SHA1  # noqa: F401  (public)
 
@@ -234,7 +235,7 @@ def _quantise(images) -> jnp.ndarray:
   return jnp.clip(jnp.round((x + 1.0) * 127.5), 0.0, 255.0)
 
 
-@functools.partial(jax.jit, static_argnames=("resolution",))
+@functools.partial(jit, static_argnames=("resolution",))
 def _preprocess(images, resolution):
   q = _quantise(images)
   if q.shape[-1] == 1:
@@ -258,12 +259,12 @@ def preprocess(images, resolution: int = RESOLUTION) -> jax.Array:
   return _preprocess(images, resolution)
 
 
-@jax.jit
+@jit
 def _forward(variables, x):
   return FIDInceptionV3().apply(variables, x)
 
 
-@functools.partial(jax.jit, static_argnames=("resolution",))
+@functools.partial(jit, static_argnames=("resolution",))
 def _forward_images(variables, images, resolution):
   return FIDInceptionV3().apply(variables, _preprocess(images, resolution))
 
