@@ -34,6 +34,8 @@ flags.DEFINE_integer("repeats", 3, "timed repeats; the median is reported")
 flags.DEFINE_integer("warmup", 1, "untimed iterations after compiling")
 flags.DEFINE_string("loop", "auto", "auto | python | scan")
 flags.DEFINE_string("dtype", "float32", "float32 | bfloat16 compute")
+flags.DEFINE_string("class_stack", "auto", "igan_v2 / igan_vn: auto | vmap | unroll "
+                    "(config.model.class_stack)")
 
 
 
@@ -49,13 +51,14 @@ def bench(model: str, resolution: int):
   import jax
   import numpy as np
 
-  from igan_jax import config as config_lib, input_pipeline, train
+  from igan_jax import config as config_lib, input_pipeline, models, train
 
   # Each model with its own recipe (n_critic, penalty), as `--config=...:<model>` trains it.
   config = config_lib.apply_variant(config_lib.base_config(), model)
   config.data.name = "fashion_mnist" if resolution == 28 else "celeb_a"
   config.data.resolution = resolution
   config.model.dtype = FLAGS.dtype
+  config.model.class_stack = FLAGS.class_stack
   config.batch_size = FLAGS.batch
   config_lib.validate(config)
   loop = train.resolve_loop(FLAGS.loop)
@@ -89,6 +92,8 @@ def bench(model: str, resolution: int):
   print(json.dumps(dict(model=model, resolution=resolution, batch=FLAGS.batch,
                         device=device_name(jax), backend=jax.default_backend(), loop=loop,
                         dtype=FLAGS.dtype, it_per_s=round(it_per_s, 4),
+                        **({"class_stack": models.resolve_stack(FLAGS.class_stack)}
+                           if state.hp.num_classes > 1 else {}),
                         img_per_s=round(it_per_s * FLAGS.batch * (config.n_critic + 1)
                                         * state.hp.num_classes, 1),
                         compile_s=round(compile_s, 2), peak_mem_mb=round(peak_mem_mb(jax), 1),

@@ -28,8 +28,8 @@ We keep the only schedule the paper states (the base config's); starting at 0.00
 (--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
 
 Measured time per 1,000 iterations on CPU at 96×96 (benchmarks/throughput.py, 2-core AMD EPYC
-Zen 5, batch 64, fp32; README "Speed"): igan 2.5 h (0.113 it/s; PyTorch yardstick 0.091),
-dcgan 52 min (0.323 it/s), wgan_gp 4.3 h (0.065 it/s); igan_v2 not timed at 96. GPU: not
+Zen 5, batch 64, fp32; README "Speed"): igan 2.2 h (0.120–0.128 it/s; PyTorch yardstick 0.099),
+dcgan 45 min (0.373 it/s), wgan_gp 3.5 h (0.079 it/s); igan_v2 not timed at 96. GPU: not
 measured (no GPU was available).
 """
 from igan_jax.config import apply_variant, base_config

@@ -31,8 +31,8 @@ We keep the only schedule the paper states (the base config's); starting at 0.00
 (--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
 
 Measured time per 1,000 iterations on CPU: the shapes are CelebA's (96×96×3), and so are the
-timings in experiments/celeba.py and README "Speed" — igan 2.5 h (0.113 it/s), dcgan 52 min,
-wgan_gp 4.3 h on a 2-core AMD EPYC Zen 5, batch 64, fp32. GPU: not measured.
+timings in experiments/celeba.py and README "Speed" — igan 2.2 h (0.120–0.128 it/s), dcgan
+45 min, wgan_gp 3.5 h on a 2-core AMD EPYC Zen 5, batch 64, fp32. GPU: not measured.
 """
 from igan_jax.config import apply_variant, base_config
 from igan_jax.data import TWO_CLASS_LSUN

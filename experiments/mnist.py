@@ -16,9 +16,9 @@ Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, d
 - dcgan, wgan_gp: the baselines (SPEC §1.4) with their own papers' recipes.
 
 Measured time per 1,000 iterations on CPU (2-core AMD EPYC Zen 5, batch 64, fp32,
-benchmarks/throughput.py, README "Speed"): igan 16 min (1.03 it/s), igan_v2 41 min
-(0.405 it/s), igan_vn 2.7 h (0.102 it/s; 83 s to compile), dcgan 1.3 min (13.3 it/s), wgan_gp
-6.8 min (2.44 it/s), measured on Fashion-MNIST, which has MNIST's shapes. GPU: not measured
+benchmarks/throughput.py, README "Speed"): igan 14 min (1.22 it/s), igan_v2 41 min
+(0.410 it/s), igan_vn 3.1 h (0.089 it/s; 95 s to compile), dcgan 1.2 min (12.3–14.6 it/s),
+wgan_gp 6.7 min (2.48 it/s), measured on Fashion-MNIST, which has MNIST's shapes. GPU: not measured
 (no GPU was available).
 Resize to 96×96 instead: --config.data.resolution=96.
 """

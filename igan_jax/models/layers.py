@@ -191,10 +191,11 @@ class StridedConv(_Stride2Layer):
   Why: on XLA:CPU a stride-2 convolution's input gradient is a convolution over a zero-dilated
   map and its second-order gradient (the gradient penalty's double backward) is slower still;
   as a stride-1 convolution of the space-to-depth input every pass stays on the fast path.
-  Measured (benchmarks/layer_speed.py: 2-core AMD EPYC, jax 0.10.2, batch 64, one IGAN
-  discriminator update, loss + gradient penalty, value_and_grad): 28×28 0.293 → 0.260 s,
-  96×96 2.38 → 1.87 s, although the 2×2 kernel over 4·Cin channels does more multiply-adds
-  (zero taps) than the 3×3 one.
+  Measured (benchmarks/layer_speed.py: 2-core AMD EPYC Zen 5, jax 0.10.2, batch 64, one IGAN
+  discriminator update, loss + gradient penalty, value_and_grad, compile_options.jit):
+  28×28 0.314 → 0.241 s, 96×96 2.60 → 1.87 s (with YNNPACK's convolutions, before
+  compile_options: 0.293 → 0.260 s, 2.38 → 1.87 s), although the 2×2 kernel over 4·Cin
+  channels does more multiply-adds (zero taps) than the 3×3 one.
   `padding` is "SAME" (as nn.Conv's, from lax.padtype_to_pads) or explicit pairs.
   """
   padding: Any = "SAME"

@@ -28,7 +28,7 @@ class WGANGPCritic(DCGANDiscriminator):
   """images (B, H, W, C) → critic values (B,); no batch norm, hence no batch_stats."""
   widths: tuple = DCGAN_D_WIDTHS[28]
   norm: str = "none"
-  space_to_depth: bool = True  # its penalty's double backward: 2× faster on XLA:CPU (dcgan.py)
+  space_to_depth: bool = True  # its penalty's double backward: 2.6× faster on XLA:CPU (dcgan.py)
 
   def __post_init__(self):
     if self.norm not in CRITIC_NORMS:
