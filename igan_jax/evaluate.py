@@ -545,13 +545,26 @@ def _restore_read_only(ckpt_dir: str, target, step: int):
   return from_checkpoint(target, restored)
 
 
+def record_path(workdir: str, step) -> str:
+  """Where the record of an evaluation of checkpoint `step` goes: `<workdir>/eval/<step>.json`,
+  or `<step>.1.json`, `<step>.2.json`, ... when that exists — an evaluation never overwrites an
+  earlier one (say, a classifier-only one by an Inception one of the same step)."""
+  eval_dir = os.path.join(workdir, "eval")
+  os.makedirs(eval_dir, exist_ok=True)
+  path, k = os.path.join(eval_dir, f"{step}.json"), 0
+  while os.path.exists(path):
+    k += 1
+    path = os.path.join(eval_dir, f"{step}.{k}.json")
+  return path
+
+
 def evaluate_workdir(config, workdir: str, step: int | None = None, num_samples: int | None = None,
                      seeds: int | Sequence[int] | None = None,
                      backbones: Sequence[str] | None = None,
                      inception_samples: int | None = None, *, cache_dir: str | None = None,
                      write: bool = True, verbose: bool = True, **more) -> dict:
   """Evaluates checkpoint `step` of the run in `workdir`; returns the record that is also
-  written to `<workdir>/eval/<step>.json`.
+  written to `<workdir>/eval/<step>.json` (`<step>.<k>.json` when that exists: record_path).
 
   step: None (the latest in <workdir>/checkpoints), a step number, or "best": the state kept in
   <workdir>/checkpoints/best/ by FID during training (checkpoint.BestCheckpointer); its record
@@ -708,8 +721,7 @@ def evaluate_workdir(config, workdir: str, step: int | None = None, num_samples:
   record["seconds"] = dict({k: round(v, 1) for k, v in seconds.items()},
                            total=round(time.perf_counter() - t_start, 1))
   if write:
-    path = os.path.join(workdir, "eval", f"{step}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    path = record_path(workdir, step)
     with open(path + ".tmp", "w") as f:
       json.dump(record, f, indent=2)
       f.write("\n")

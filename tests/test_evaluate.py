@@ -135,6 +135,20 @@ def test_class_metrics(run):
   assert "accuracy" in c["real_predicted"]
 
 
+def test_record_path_never_overwrites(tmp_path):
+  workdir = str(tmp_path)
+  first = evaluate.record_path(workdir, 600)
+  assert first == os.path.join(workdir, "eval", "600.json")
+  assert evaluate.record_path(workdir, 600) == first  # nothing written yet
+  open(first, "w").write("{}")
+  second = evaluate.record_path(workdir, 600)
+  assert second == os.path.join(workdir, "eval", "600.1.json")
+  open(second, "w").write("{}")
+  assert evaluate.record_path(workdir, 600).endswith("600.2.json")
+  assert evaluate.record_path(workdir, 700).endswith("700.json")
+  assert evaluate.record_path(workdir, "best").endswith("best.json")
+
+
 def test_class_metrics_by_hand():
   labels = np.repeat(np.arange(4), 25)  # uniform over 4 classes
   collapsed = np.zeros((100, 4))
@@ -215,7 +229,11 @@ def test_cli_evaluate_reuses_the_cache(run, tmp_path):
                "--checkpoint=2"], run["cache"])
   assert r.returncode == 0, r.stderr[-3000:]
   assert "classifier" in r.stdout and "floor" in r.stdout and "written to" in r.stdout
-  rec = json.load(open(os.path.join(run["workdir"], "eval", "2.json")))
+  # A second evaluation of step 2 goes beside the first record, which stays as it was.
+  first_record = json.load(open(os.path.join(run["workdir"], "eval", "2.json")))
+  assert sorted(first_record["backbones"]) == sorted(run["record"]["backbones"])
+  assert "2.1.json" in r.stdout
+  rec = json.load(open(os.path.join(run["workdir"], "eval", "2.1.json")))
   b = rec["backbones"]["classifier"]
   assert b["reference"]["real"]["cache"] == "hit" and b["reference"]["floor"]["cache"] == "hit"
   assert rec["skipped"] == {} and list(rec["backbones"]) == ["classifier"]
