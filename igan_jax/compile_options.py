@@ -30,6 +30,11 @@ YNN_FUSION_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 # jaxlib 0.10.2's default list less INDIVIDUAL_CONVOLUTION (why: the module docstring).
 CPU_OPTIONS = {YNN_FUSION_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
+try:  # private; see _tracing
+  from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:
+  _trace_state_clean = None
+
 _supported: dict[str, bool] = {}
 _lock = threading.Lock()
 
@@ -64,14 +69,15 @@ def supported(options: Mapping[str, Any], backend: str | None = None) -> bool:
 
 
 def _tracing(args, kwargs) -> bool:
-  """Whether this call happens inside a JAX transformation (jit, grad, vmap, scan, ...)."""
-  if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((args, kwargs))):
-    return True
-  try:  # a transformation whose arguments are all constants
-    from jax._src import core
-    return not core.trace_state_clean()
-  except (ImportError, AttributeError):
-    return False
+  """Whether this call happens inside a JAX transformation (jit, grad, vmap, scan, ...).
+
+  JAX's own trace state answers in ~0.3 µs, and covers a transformation whose arguments are all
+  constants; scanning the arguments for tracers (~70 µs for a GANState's 178 leaves, on every
+  training step) is only the fallback for a JAX without that private function."""
+  if _trace_state_clean is not None:
+    return not _trace_state_clean()
+  leaves = jax.tree_util.tree_leaves((args, kwargs))
+  return any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
 
 
 class BackendJit:

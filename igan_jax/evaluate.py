@@ -548,7 +548,8 @@ def _restore_read_only(ckpt_dir: str, target, step: int):
 def record_path(workdir: str, step) -> str:
   """Where the record of an evaluation of checkpoint `step` goes: `<workdir>/eval/<step>.json`,
   or `<step>.1.json`, `<step>.2.json`, ... when that exists — an evaluation never overwrites an
-  earlier one (say, a classifier-only one by an Inception one of the same step)."""
+  earlier one (say, a classifier-only one by an Inception one of the same step). Creates
+  `<workdir>/eval`."""
   eval_dir = os.path.join(workdir, "eval")
   os.makedirs(eval_dir, exist_ok=True)
   path, k = os.path.join(eval_dir, f"{step}.json"), 0

@@ -190,8 +190,8 @@ def _train_step(state: GANState, real: jax.Array):
 
 
 train_step = jit(_train_step)
-train_step.__doc__ = """One paper iteration: (state, real) -> (state, metrics). Jitted (compile_options.jit: a
-jax.jit with the XLA options measured per backend).
+train_step.__doc__ = """One paper iteration: (state, real) -> (state, metrics). Jitted
+(compile_options.jit: a jax.jit with the XLA options measured per backend).
 
 real: float32 (n_critic, batch, H, W, C) in [−1, 1], one batch per discriminator update; for the
   class-stacked models (igan_v2 / igan_vn) (n_critic, N, batch, H, W, C), [:, k] of class k.

@@ -90,5 +90,23 @@ def test_behaves_like_jax_jit():
   # Inside another jit it is inlined like any jitted function, and differentiable.
   outer = jax.jit(jax.grad(lambda x: jnp.sum(scaled(x, k=4) ** 2)))
   np.testing.assert_allclose(outer(jnp.ones(2)), [32.0, 32.0])
+  grad_only = jax.grad(lambda x: jnp.sum(scaled(x, k=4) ** 2))  # a transformation without jit
+  np.testing.assert_allclose(grad_only(jnp.ones(2)), [32.0, 32.0])
+  constants_only = jax.jit(lambda: scaled(jnp.arange(2.0), k=2))  # no traced argument
+  np.testing.assert_allclose(constants_only(), [0.0, 2.0])
   wrapper = jit(jnp.sin)
   assert wrapper.jitted() is wrapper.jitted()
+  # A top-level call compiles with the backend's options; only nested calls use the plain jit.
+  fresh = jit(jnp.cos)
+  fresh(jnp.ones(2))
+  assert jax.default_backend() in fresh._by_backend and fresh._nested is None
+  jax.jit(lambda x: fresh(x))(jnp.ones(2))
+  assert fresh._nested is not None
+
+
+def test_tracing_check_falls_back_to_the_arguments(monkeypatch):
+  monkeypatch.setattr(compile_options, "_trace_state_clean", None)
+  seen = []
+  jax.jit(lambda x: seen.append(compile_options._tracing((x,), {})) or x)(jnp.ones(2))
+  assert seen == [True]
+  assert not compile_options._tracing((jnp.ones(2),), {})
