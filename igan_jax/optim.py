@@ -18,7 +18,10 @@ import optax
 
 
 def igan_decay(init_lr: float, end_lr: float, gamma: float, decay_steps: float) -> optax.Schedule:
-  """lr(t) = end_lr + (init_lr − end_lr) · gamma^(t / decay_steps).   (SPEC §2, reconstruction)"""
+  """lr(t) = end_lr + (init_lr − end_lr) · gamma^(t / decay_steps).   (SPEC §2, reconstruction)
+
+  Computed in float32, gamma included: for a gamma near 1 that float32 cannot hold exactly its
+  rounding shifts gamma^t by up to ~t·2⁻²⁴ relative (the default gamma, 0.5, is exact)."""
   if decay_steps <= 0:
     raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
   if not 0 < gamma <= 1:
