@@ -4,7 +4,7 @@ PY := .venv/bin/python
 ITERS ?= 600
 WORKDIR ?= runs/fashion_mnist
 
-.PHONY: setup setup-test data train test test-fast bench clean
+.PHONY: setup setup-test data train test test-fast bench report clean
 
 .venv/.ok: requirements.txt
 	python3 -m venv .venv
@@ -30,11 +30,16 @@ train: data
 	$(PY) -m igan_jax.main --config=experiments/fashion_mnist.py --workdir=$(WORKDIR) \
 	  --config.num_iterations=$(ITERS)
 
-test: setup-test
+# `data` first: the classifier's and the report's real-data tests need Fashion-MNIST prepared
+# (they skip, saying why, where it is not).
+test: setup-test data
 	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
 
 test-fast: setup-test
 	$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow"
+
+report: setup
+	$(PY) -m igan_jax.report --workdir=$(WORKDIR)
 
 bench: setup
 	$(PY) benchmarks/throughput.py --model=igan --resolution=28,96 --batch=64

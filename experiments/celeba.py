@@ -15,7 +15,8 @@ Command:
     python -m igan_jax.main --config=experiments/celeba.py --workdir=runs/celeba
     python -m igan_jax.main --config=experiments/celeba.py:<variant> --workdir=runs/celeba_<variant>
 
-Variants: igan (default), igan_v2, dcgan, wgan_gp (igan_jax/config.py apply_variant). igan_vn is
+Variants: igan (default), igan_v2, igan_paper, dcgan, wgan_gp (igan_jax/config.py
+apply_variant). igan_vn is
 refused: CelebA's labels here are one binary attribute, two classes, which is igan_v2.
 - igan_v2 (SPEC §1.2, N = 2): the paper ran it on CelebA without naming its classes; ours are the
   attribute Male: class 0 = not Male, class 1 = Male (igan_jax/data/sources.py CELEBA_LABEL): a
@@ -34,7 +35,7 @@ measured (no GPU was available).
 """
 from igan_jax.config import apply_variant, base_config
 
-CHOICES = ("igan", "igan_v2", "dcgan", "wgan_gp")
+CHOICES = ("igan", "igan_v2", "igan_paper", "dcgan", "wgan_gp")
 # igan_v2's classes: the labels of celeb_a are the attribute Male (0 = not Male, 1 = Male).
 V2_CLASSES = (0, 1)
 
@@ -50,6 +51,6 @@ def get_config(arg: str | None = None):
   config.data.name = "celeb_a"
   config.data.resolution = 96  # SPEC §3
   config = apply_variant(config, arg)
-  if arg == "igan_v2":
+  if config.model.name == "igan_v2":
     config.data.classes = V2_CLASSES
   return config

@@ -6,7 +6,8 @@ Command (prepares TFDS `fashion_mnist` offline from Debian's package on first us
     python -m igan_jax.main --config=experiments/fashion_mnist.py:<variant> \
         --workdir=runs/fashion_mnist_<variant>
 
-Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, dcgan, wgan_gp.
+Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, igan_paper, dcgan,
+wgan_gp.
 - igan_v2 (SPEC §1.2, N = 2): T-shirt/top (label 0) and Sneaker (label 7) as classes 0 and 1
   (data.classes). The paper does not say which two classes it used; these two have nothing in
   common in silhouette (a wide upper-body garment filling the frame vs a low, flat shoe in its

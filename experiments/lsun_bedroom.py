@@ -17,7 +17,8 @@ Command:
     python -m igan_jax.main --config=experiments/lsun_bedroom.py:<variant> \
         --workdir=runs/lsun_bedroom_<variant>
 
-Variants: igan (default), igan_v2, dcgan, wgan_gp (igan_jax/config.py apply_variant). igan_vn is
+Variants: igan (default), igan_v2, igan_paper, dcgan, wgan_gp (igan_jax/config.py
+apply_variant). igan_vn is
 refused: the data here has at most two classes, which is igan_v2.
 - igan_v2 (SPEC §1.2, N = 2): the paper ran it on LSUN without naming a second class; ours is
   data.name = TWO_CLASS_LSUN = lsun/bedroom+lsun/church_outdoor: class 0 = bedroom, class 1 =
@@ -37,7 +38,7 @@ timings in experiments/celeba.py and README "Speed" — igan 2.2 h (0.120–0.12
 from igan_jax.config import apply_variant, base_config
 from igan_jax.data import TWO_CLASS_LSUN
 
-CHOICES = ("igan", "igan_v2", "dcgan", "wgan_gp")
+CHOICES = ("igan", "igan_v2", "igan_paper", "dcgan", "wgan_gp")
 
 
 def get_config(arg: str | None = None):
@@ -52,6 +53,6 @@ def get_config(arg: str | None = None):
   config.data.name = TWO_CLASS_LSUN if arg == "igan_v2" else "lsun/bedroom"
   config.data.resolution = 96  # SPEC §3
   config = apply_variant(config, arg)
-  if arg == "igan_v2":
+  if config.model.name == "igan_v2":
     config.data.classes = (0, 1)  # bedroom, church_outdoor: the order of TWO_CLASS_LSUN
   return config

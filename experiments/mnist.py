@@ -6,7 +6,8 @@ manual dir — the error message names them and the path):
     python -m igan_jax.main --config=experiments/mnist.py --workdir=runs/mnist
     python -m igan_jax.main --config=experiments/mnist.py:<variant> --workdir=runs/mnist_<variant>
 
-Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, dcgan, wgan_gp.
+Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, igan_paper, dcgan,
+wgan_gp.
 - igan_v2 (SPEC §1.2, N = 2): digits 0 and 1 as classes 0 and 1 (data.classes). The paper does not
   say which two classes it used; 0 and 1 are the most different shapes of the ten (a closed loop
   and a single stroke), so a sample grid shows at a glance whether each head draws its own class,

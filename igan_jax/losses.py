@@ -63,11 +63,24 @@ def get_losses(name: str) -> tuple[Callable, Callable]:
   return table[name]
 
 
-def add_instance_noise(key, x, std: float):
-  """Gaussian instance noise on a discriminator input (SPEC §2). std = 0 returns x unchanged."""
-  if std == 0:
+def add_instance_noise(key, x, std):
+  """Gaussian instance noise on a discriminator input (SPEC §2). A Python std = 0 returns x
+  unchanged; std may also be a traced scalar (an annealed σ, `noise_scale`)."""
+  if isinstance(std, (int, float)) and std == 0:
     return x
   return x + std * jax.random.normal(key, x.shape, x.dtype)
+
+
+def noise_scale(step, anneal_steps: int):
+  """The instance-noise multiplier at iteration `step`: max(0, 1 − step / anneal_steps), or 1
+  when anneal_steps = 0 (constant noise). Annealed noise (Sønderby et al. 2017, "Amortised MAP
+  inference for image super-resolution", §5) smooths the early game and vanishes later, so D
+  ends up judging the images themselves; the paper states noise but not its schedule."""
+  if anneal_steps <= 0:
+    return 1.0
+  # (anneal − step) / anneal rather than 1 − step / anneal: exactly 0 at step = anneal even
+  # where XLA turns the division into a multiplication by the rounded reciprocal.
+  return jnp.maximum(0.0, (anneal_steps - jnp.asarray(step, jnp.float32)) / anneal_steps)
 
 
 def interpolate(key, real, fake):

@@ -41,6 +41,11 @@ class StepConfig:
   noise_std: float
   ema_decay: float = 0.0
   num_classes: int = 1     # N > 1: class-stacked models (igan_v2/vn), logits (N, B), SPEC §1.2
+  # Recipe choices the paper leaves open (config.loss; defaults = the first reconstruction):
+  gp_center: float = 1.0   # the penalty's target norm: E[(‖∇D(x̂)‖ − gp_center)²]
+  gp_bn: str = "batch"     # D's batch norm in the penalty's pass: "batch" | "running"
+  d_bn_batch: str = "separate"  # D's batch norm over "separate" real / fake batches or "joint"
+  noise_anneal: int = 0    # iterations over which the instance noise falls linearly to 0
 
 
 class GANState(struct.PyTreeNode):

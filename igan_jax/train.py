@@ -27,7 +27,8 @@ import optax
 from igan_jax import input_pipeline, models, optim
 from igan_jax.compile_options import jit
 from igan_jax.data.sampler import to_unit_range
-from igan_jax.losses import add_instance_noise, get_losses, gradient_penalty, interpolate
+from igan_jax.losses import (add_instance_noise, get_losses, gradient_penalty, interpolate,
+                             noise_scale)
 from igan_jax.state import GANState, ModelState, StepConfig
 
 # Stream ids for fold_in: each consumer of randomness in iteration t gets its own stream.
@@ -40,7 +41,11 @@ def step_config(config) -> StepConfig:
                     real_label=config.loss.real_label, fake_label=config.loss.fake_label,
                     gp_weight=config.loss.gp_weight, noise_std=config.loss.noise_std,
                     ema_decay=config.get("ema_decay", 0.0),
-                    num_classes=models.num_classes(config.model))
+                    num_classes=models.num_classes(config.model),
+                    gp_center=config.loss.get("gp_center", 1.0),
+                    gp_bn=config.loss.get("gp_bn", "batch"),
+                    d_bn_batch=config.loss.get("d_bn_batch", "separate"),
+                    noise_anneal=config.loss.get("noise_anneal", 0))
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -112,6 +117,30 @@ def _class_sum(hp, loss_fn, *logits):
   return jnp.sum(jax.vmap(loss_fn)(*logits))
 
 
+def _noise_std(hp, step):
+  """σ of the instance noise at iteration `step` (constant, or annealed: hp.noise_anneal)."""
+  if hp.noise_std == 0 or hp.noise_anneal <= 0:
+    return hp.noise_std
+  return hp.noise_std * noise_scale(step, hp.noise_anneal)
+
+
+def _d_logits(d: ModelState, params, real_n, fake_n, joint: bool):
+  """(real logits, fake logits, new batch_stats) of D in train mode.
+
+  joint=False: two passes, so batch norm normalises the real and the fake batch each by its own
+  statistics (the statistics of the fake pass are the ones kept). joint=True: one pass over the
+  concatenated batch (axis −4, the batch axis, also for the class-stacked (N, B, ...) input),
+  so the normalisation is shared and D can see a difference between the two sets in the batch
+  statistics themselves (mean brightness, contrast), which separate passes normalise away."""
+  if joint:
+    b = real_n.shape[-4]
+    logits, stats = _apply(d, params, jnp.concatenate([real_n, fake_n], axis=-4), train=True)
+    return logits[..., :b], logits[..., b:], stats
+  real_logits, stats = _apply(d, params, real_n, train=True)
+  fake_logits, stats = _apply(d.replace(batch_stats=stats), params, fake_n, train=True)
+  return real_logits, fake_logits, stats
+
+
 def _d_update(state: GANState, real, key):
   """One discriminator update: adversarial loss on noisy real/fake + λ·GP (SPEC §2).
 
@@ -124,14 +153,14 @@ def _d_update(state: GANState, real, key):
   # kept only from the generator step.
   fake, _ = _apply(state.g, state.g.params, z, train=True, rngs={"dropout": k_drop})
   fake = jax.lax.stop_gradient(fake)
-  real_n = add_instance_noise(k_nr, real, hp.noise_std)
-  fake_n = add_instance_noise(k_nf, fake, hp.noise_std)
+  sigma = _noise_std(hp, state.step)
+  real_n = add_instance_noise(k_nr, real, sigma)
+  fake_n = add_instance_noise(k_nf, fake, sigma)
 
   def loss_fn(params):
     d = state.d.replace(params=params)
-    real_logits, stats = _apply(d, params, real_n, train=True)
-    d = d.replace(batch_stats=stats)
-    fake_logits, stats = _apply(d, params, fake_n, train=True)
+    real_logits, fake_logits, stats = _d_logits(d, params, real_n, fake_n,
+                                                hp.d_bn_batch == "joint")
     d = d.replace(batch_stats=stats)
     adv = _class_sum(hp, lambda r, f: d_loss_fn(r, f, hp.real_label, hp.fake_label),
                      real_logits, fake_logits)
@@ -139,7 +168,12 @@ def _d_update(state: GANState, real, key):
       x_hat = interpolate(k_eps, real_n, fake_n)
       # The penalty's pass updates no statistics: its output only feeds the penalty. Its mean
       # runs over classes too; × N makes it the sum of the per-class penalties, like `adv`.
-      gp, _ = gradient_penalty(lambda x: _apply(d, params, x, train=True)[0], x_hat)
+      # gp_bn "batch": train-mode batch norm over the x̂ batch (samples interact, and the
+      # penalised function is not the D of the loss); "running": D with its running
+      # statistics, a per-sample function, so each norm is that sample's own gradient.
+      gp_train = hp.gp_bn == "batch"
+      gp, _ = gradient_penalty(lambda x: _apply(d, params, x, train=gp_train)[0], x_hat,
+                               hp.gp_center)
       gp = gp * hp.num_classes
     else:
       gp = jnp.zeros((), jnp.float32)
@@ -153,17 +187,26 @@ def _d_update(state: GANState, real, key):
   return state.replace(d=d), aux
 
 
-def _g_update(state: GANState, key):
-  """One generator update with flipped labels: fakes get the real target α (SPEC §2)."""
+def _g_update(state: GANState, real, key):
+  """One generator update with flipped labels: fakes get the real target α (SPEC §2).
+
+  real: the last critic update's real batch; used only with d_bn_batch = "joint", where D must
+  see fakes in the same joint real + fake batch norm as in its own updates."""
   hp = state.hp
   _, g_loss_fn = get_losses(hp.loss)
   k_z, k_drop, k_n = jax.random.split(key, 3)
   z = jax.random.normal(k_z, (hp.batch_size, hp.z_dim), jnp.float32)
+  sigma = _noise_std(hp, state.step)
+  k_nf, k_nr = jax.random.split(k_n) if hp.d_bn_batch == "joint" else (k_n, None)
 
   def loss_fn(params):
     fake, g_stats = _apply(state.g, params, z, train=True, rngs={"dropout": k_drop})
-    logits, _ = _apply(state.d, state.d.params, add_instance_noise(k_n, fake, hp.noise_std),
-                       train=True)
+    fake_n = add_instance_noise(k_nf, fake, sigma)
+    if hp.d_bn_batch == "joint":
+      real_n = add_instance_noise(k_nr, real, sigma)
+      _, logits, _ = _d_logits(state.d, state.d.params, real_n, fake_n, joint=True)
+    else:
+      logits, _ = _apply(state.d, state.d.params, fake_n, train=True)
     return _class_sum(hp, lambda f: g_loss_fn(f, hp.real_label), logits), g_stats
 
   (loss, g_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g.params)
@@ -181,7 +224,7 @@ def _train_step(state: GANState, real: jax.Array):
   for i in range(real.shape[0]):  # unrolled: XLA:CPU runs the unrolled form ~10× faster
     state, m = _d_update(state, real[i], jax.random.fold_in(critic_key, i))
     d_metrics.append(m)
-  state, g_metrics = _g_update(state, gen_key)
+  state, g_metrics = _g_update(state, real[-1], gen_key)
   metrics = jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *d_metrics)
   metrics.update(g_metrics)
   metrics["finite"] = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))

@@ -25,11 +25,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from igan_jax import models  # noqa: E402
-from igan_jax.config import VARIANTS, ConfigError, load_config  # noqa: E402
+from igan_jax.config import (MEASURED_RECIPE, VARIANTS, ConfigError, base_config,  # noqa: E402
+                             load_config)
 from igan_jax.data import TWO_CLASS_LSUN, image_shape  # noqa: E402
 
-ALL = ("igan", "igan_v2", "igan_vn", "dcgan", "wgan_gp")
-SINGLE_CLASS_DATA = ("igan", "igan_v2", "dcgan", "wgan_gp")  # igan_vn needs ≥ 3 labels
+ALL = ("igan", "igan_v2", "igan_vn", "igan_paper", "dcgan", "wgan_gp")
+# igan_vn needs ≥ 3 labels
+SINGLE_CLASS_DATA = ("igan", "igan_v2", "igan_paper", "dcgan", "wgan_gp")
 EXPERIMENTS = {
     # file: (variants, data.name of the single-image models, resolution)
     "mnist": (ALL, "mnist", 28),
@@ -66,7 +68,8 @@ def test_every_variant_is_covered():
 def test_config_loads_and_validates(name, variant):
   _, data_name, res = EXPERIMENTS[name]
   c = load_config(path_of(name), variant)  # validates
-  assert c.model.name == variant and c.data.resolution == res
+  assert c.model.name == {"igan_paper": "igan"}.get(variant, variant)
+  assert c.data.resolution == res
   if variant == "igan_v2":
     assert c.data.name == V2_DATA.get(name, data_name)
     assert tuple(c.data.classes) == V2_CLASSES[name] and models.num_classes(c.model) == 2
@@ -79,8 +82,16 @@ def test_config_loads_and_validates(name, variant):
   # Each variant keeps its own recipe (config.apply_variant) on every dataset.
   recipe = (c.loss.name, c.n_critic, c.optim.schedule, c.optim.d_init_lr, c.optim.b1)
   assert recipe == {"dcgan": ("bce", 1, "constant", 2e-4, 0.5),
-                    "wgan_gp": ("wasserstein", 5, "constant", 1e-4, 0.0)}.get(
-                        variant, ("least_squares", 3, "igan_decay", 0.002, 0.5))  # SPEC §2
+                    "wgan_gp": ("wasserstein", 5, "constant", 1e-4, 0.0),
+                    "igan_paper": ("least_squares", 3, "igan_decay", 0.002, 0.5)}.get(
+                        variant, ("least_squares", 3, "constant", 2e-4, 0.5))  # SPEC §2
+  # The IGAN family trains with the measured recipe, igan_paper with base_config() as it is.
+  if variant in ("igan", "igan_v2", "igan_vn"):
+    assert all(c[k.split(".")[0]][k.split(".")[1]] == v for k, v in MEASURED_RECIPE.items())
+  if variant == "igan_paper":
+    base = base_config()
+    assert c.loss.to_dict() == base.loss.to_dict() and c.optim.to_dict() == base.optim.to_dict()
+    assert c.model.to_dict() == base.model.to_dict()
   # The default variant is igan, also through "path:arg" with no arg.
   if variant == "igan":
     assert load_config(path_of(name)).to_dict() == c.to_dict()
@@ -92,7 +103,7 @@ def test_igan_vn_and_unknown_variants_are_refused_with_the_choices(name):
     with pytest.raises(ConfigError) as e:
       load_config(path_of(name), variant)
     msg = str(e.value)
-    assert needle in msg and "choose one of igan, igan_v2, dcgan, wgan_gp" in msg, msg
+    assert needle in msg and "choose one of igan, igan_v2, igan_paper, dcgan, wgan_gp" in msg, msg
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
@@ -264,6 +275,12 @@ TRAIN_CASES = [
     ("lsun_bedroom", "igan_v2", {}),
     ("lsun_bedroom", "dcgan", {}),
     ("lsun_bedroom", "wgan_gp", {}),
+    # igan_paper: igan's model with base_config()'s recipe (the same shapes as igan: its pairs
+    # of files share their compilations).
+    ("fashion_mnist", "igan_paper", {}),
+    ("mnist", "igan_paper", {}),
+    ("celeba", "igan_paper", {}),
+    ("lsun_bedroom", "igan_paper", {}),
 ]
 TRAIN_IDS = [f"{n}:{v}" for n, v, _ in TRAIN_CASES]
 
@@ -338,7 +355,7 @@ def test_trains_checkpoints_and_resumes_on_mock_data(name, variant, overrides, t
     for key in ("d_loss", "g_loss", "lr_d", "lr_g"):
       assert math.isfinite(r[key]), (key, r)
   saved = json.load(open(os.path.join(workdir, "config.json")))
-  assert saved["model"]["name"] == variant
+  assert saved["model"]["name"] == {"igan_paper": "igan"}.get(variant, variant)
   res = EXPERIMENTS[name][2]
   ch = 1 if res == 28 else 3
   n = overrides.get("model.num_classes") or {"igan_v2": 2, "igan_vn": 10}.get(variant)

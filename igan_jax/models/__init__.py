@@ -13,7 +13,10 @@ Config keys read here beyond the IGAN ones (with defaults, so older configs stil
 model.num_classes (0 = the model's default: 2 for igan_v2, 10 for igan_vn),
 model.class_stack (how igan_v2/vn evaluate their N stacked heads and discriminators: "vmap"
 (default) | "unroll" | "auto", igan_vn.STACK_IMPLS) and
-model.critic_norm (WGAN-GP critic: "none" (default) | "layer").
+model.critic_norm (WGAN-GP critic: "none" (default) | "layer"),
+model.dropout_blocks (IGAN main-path blocks followed by dropout, default 2) and
+model.upsample_init (IGAN up-samplers: "default" | "icnr") and model.d_input_norm (whether the
+residual discriminator's input block is normalised, default True).
 """
 from __future__ import annotations
 
@@ -76,11 +79,14 @@ def build_generator(model_cfg, resolution: int, out_channels: int):
   common = dict(resolution=resolution, out_channels=out_channels, channels=model_cfg.channels,
                 bn_momentum=model_cfg.bn_momentum, bn_epsilon=model_cfg.bn_epsilon,
                 dtype=_dtype(model_cfg.dtype))
+  igan_kw = dict(dropout_rate=model_cfg.dropout,
+                 dropout_blocks=_get(model_cfg, "dropout_blocks", 2),
+                 upsample_init=_get(model_cfg, "upsample_init", "default"))
   if name == "igan":
-    return IGANGenerator(dropout_rate=model_cfg.dropout, **common)
+    return IGANGenerator(**igan_kw, **common)
   if name in CLASS_STACKED:
-    return IGANVNGenerator(num_classes=num_classes(model_cfg), dropout_rate=model_cfg.dropout,
-                           stack=class_stack(model_cfg), **common)
+    return IGANVNGenerator(num_classes=num_classes(model_cfg), stack=class_stack(model_cfg),
+                           **igan_kw, **common)
   if name == "dcgan":
     return DCGANGenerator(**common)
   return WGANGPGenerator(**common)
@@ -97,7 +103,8 @@ def build_discriminator(model_cfg, resolution: int):
   if name == "wgan_gp":
     return WGANGPCritic(widths=widths or DCGAN_D_WIDTHS[resolution],
                         norm=_get(model_cfg, "critic_norm", "none"), **common)
-  common.update(widths=widths or DEFAULT_WIDTHS[resolution], norm=model_cfg.d_norm)
+  common.update(widths=widths or DEFAULT_WIDTHS[resolution], norm=model_cfg.d_norm,
+                input_norm=_get(model_cfg, "d_input_norm", True))
   if name in CLASS_STACKED:
     return StackedDiscriminator(num_classes=num_classes(model_cfg),
                                 stack=class_stack(model_cfg), **common)

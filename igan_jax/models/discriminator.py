@@ -62,6 +62,12 @@ class ResidualBlock(nn.Module):
 class ResidualDiscriminator(nn.Module):
   """images (B, H, W, C) → logits (B,).
 
+  input_norm: whether the first (input) conv block is normalised like every other (True, the
+  paper's "Conv + BN + LeakyReLU" read literally) or has a bias and no normaliser (False, as
+  DCGAN §3: "not applying batchnorm to ... the discriminator input layer"). A stride-2 conv maps
+  a period-2 pattern and a brightness offset shared by a batch to a per-channel constant, which
+  batch norm over that batch subtracts: with input_norm, D cannot see them.
+
   space_to_depth: the stride-2 convolutions as layers.StridedConv (default; the same function
   and parameters as nn.Conv, faster in the gradient penalty's double backward on XLA:CPU,
   benchmarks/layer_speed.py) or as nn.Conv (False)."""
@@ -71,6 +77,7 @@ class ResidualDiscriminator(nn.Module):
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
   space_to_depth: bool = True
+  input_norm: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -78,8 +85,9 @@ class ResidualDiscriminator(nn.Module):
               dtype=self.dtype)
     h = x.astype(self.dtype)
     for i, w in enumerate(self.widths):
+      down_kw = dict(kw, norm="none") if i == 0 and not self.input_norm else kw
       h = ConvBlock(w, stride=2, space_to_depth=self.space_to_depth, name=f"down{i}",
-                    **kw)(h, train)
+                    **down_kw)(h, train)
       h = ResidualBlock(w, name=f"res{i}", **kw)(h, train)
     h = h.reshape(h.shape[0], -1)
     return nn.Dense(1, dtype=self.dtype, name="logit")(h)[:, 0].astype(jnp.float32)

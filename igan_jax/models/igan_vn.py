@@ -53,9 +53,10 @@ import jax
 import jax.numpy as jnp
 
 from igan_jax.models.discriminator import ResidualDiscriminator
-from igan_jax.models.igan import TOPOLOGY, supported_resolutions
-from igan_jax.models.layers import (Dropout, PatchUpsample, SubPixelConvTranspose, leaky_relu,
-                                   pixel_shuffle)
+from igan_jax.models.igan import (TOPOLOGY, conv_transpose_init, supported_resolutions,
+                                  upsample_conv_init)
+from igan_jax.models.layers import (Dropout, PatchUpsample, SubPixelConvTranspose, icnr,
+                                   leaky_relu, pixel_shuffle)
 
 # Strides of the IBlock's two up-convolutions per output resolution (R): branch side × their
 # product = resolution (24·2·2 = 96, 14·2·1 = 28).
@@ -111,6 +112,7 @@ class _Layers(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
+  upsample_init: str = "default"  # igan.UPSAMPLE_INITS
 
   def _bn_act(self, x, train, name):
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
@@ -147,17 +149,21 @@ class IGANVNTrunk(_Layers):
     h = a
     for i, (kind, r) in enumerate(topo["ups"]):
       if kind == "ps":
-        h = pixel_shuffle(nn.Conv(c * r * r, (3, 3), dtype=self.dtype, name=f"up{i}_conv")(h), r)
+        h = nn.Conv(c * r * r, (3, 3), dtype=self.dtype, name=f"up{i}_conv",
+                    **upsample_conv_init(self.upsample_init, r))(h)
+        h = pixel_shuffle(h, r)
         h = self._bn_act(h, train, f"up{i}_bn")
       else:
         assert r == 2, "the main path's transposed convolutions have stride 2"
-        h = SubPixelConvTranspose(c, dtype=self.dtype, name=f"up{i}_convT")(h)
+        h = SubPixelConvTranspose(c, dtype=self.dtype, name=f"up{i}_convT",
+                                  **conv_transpose_init(self.upsample_init))(h)
         h = self._bn_act(h, train, f"up{i}_bn")
         h = self._refine(h, train, f"up{i}_refine")
       if i < self.dropout_blocks:
         h = Dropout(self.dropout_rate, deterministic=not train)(h)
 
-    short = PatchUpsample(c, res // base, dtype=self.dtype, name="shortcut")(a)
+    short = PatchUpsample(c, res // base, dtype=self.dtype, name="shortcut",
+                          **upsample_conv_init(self.upsample_init, res // base))(a)
     short = self._bn_act(short, train, "shortcut_bn")
     short = self._refine(short, train, "shortcut_refine")
     return s, h + short
@@ -173,7 +179,8 @@ class IGANVNHead(_Layers):
     h = s
     for j, r in enumerate(HEAD_UPS[self.resolution]):  # the IBlock: two up-convolutions
       if r == 2:
-        h = SubPixelConvTranspose(self.channels, dtype=self.dtype, name=f"iblock{j}_convT")(h)
+        h = SubPixelConvTranspose(self.channels, dtype=self.dtype, name=f"iblock{j}_convT",
+                                  **conv_transpose_init(self.upsample_init))(h)
       else:
         h = nn.Conv(self.channels, (3, 3), dtype=self.dtype, name=f"iblock{j}_convT")(h)
       h = self._bn_act(h, train, f"iblock{j}_bn")
@@ -197,6 +204,7 @@ class IGANVNGenerator(nn.Module):
   channels: int = 64
   dropout_rate: float = 0.2
   dropout_blocks: int = 2
+  upsample_init: str = "default"
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
@@ -209,7 +217,7 @@ class IGANVNGenerator(nn.Module):
     if self.num_classes < 1:
       raise ValueError(f"num_classes must be ≥ 1, got {self.num_classes}")
     kw = dict(resolution=self.resolution, channels=self.channels, bn_momentum=self.bn_momentum,
-              bn_epsilon=self.bn_epsilon, dtype=self.dtype)
+              bn_epsilon=self.bn_epsilon, dtype=self.dtype, upsample_init=self.upsample_init)
     self.trunk = IGANVNTrunk(dropout_rate=self.dropout_rate, dropout_blocks=self.dropout_blocks,
                              **kw)
     # One member module; apply_stacked gives it N stacked copies of its variables.
@@ -236,6 +244,7 @@ class StackedDiscriminator(nn.Module):
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
   stack: str = "vmap"
+  input_norm: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -244,5 +253,5 @@ class StackedDiscriminator(nn.Module):
                        f"got shape {x.shape}")
     member = ResidualDiscriminator(widths=tuple(self.widths), norm=self.norm,
                                    bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-                                   dtype=self.dtype, name="discs")
+                                   dtype=self.dtype, input_norm=self.input_norm, name="discs")
     return apply_stacked(member, self.num_classes, self.stack, train, (x,), in_axes=(0,))

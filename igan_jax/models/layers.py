@@ -41,12 +41,14 @@ class PatchUpsample(nn.Module):
   factor: int
   use_bias: bool = True
   dtype: Any = jnp.float32
+  kernel_init: Callable = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x):
     b, h, w, _ = x.shape
     r = self.factor
-    y = nn.Dense(r * r * self.features, use_bias=False, dtype=self.dtype, name="kernel")(x)
+    y = nn.Dense(r * r * self.features, use_bias=False, dtype=self.dtype, name="kernel",
+                 kernel_init=self.kernel_init)(x)
     y = y.reshape(b, h, w, r, r, self.features).transpose(0, 1, 3, 2, 4, 5)
     y = y.reshape(b, h * r, w * r, self.features)
     if self.use_bias:
@@ -91,10 +93,11 @@ class _Stride2Layer(nn.Module):
   use_bias: bool = True
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  kernel_init: Callable = nn.initializers.lecun_normal()
 
   def _apply(self, x, fn):
     """fn(x, kernel) in self.dtype, plus the bias; called from a compact __call__."""
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+    kernel = self.param("kernel", self.kernel_init,
                         tuple(self.kernel_size) + (x.shape[-1], self.features), self.param_dtype)
     y = fn(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
@@ -255,6 +258,42 @@ def make_norm(kind: str, train: bool, momentum: float, epsilon: float, dtype=jnp
   if kind == "none":
     return lambda x: x
   raise ValueError(f"unknown norm {kind!r}; choose one of {NORMS}")
+
+
+def icnr(r: int, base_init: Callable = nn.initializers.lecun_normal()) -> Callable:
+  """ICNR initialiser for a convolution feeding `pixel_shuffle(·, r)` (Aitken et al. 2017,
+  "Checkerboard artifact free sub-pixel convolution").
+
+  Draws one kernel (kh, kw, Cin, C) with `base_init` and repeats it for the r² output phases, so
+  that at initialisation the sub-pixel convolution equals a nearest-neighbour upsampling followed
+  by a convolution: every r×r output cell starts flat, with no period-r pattern. Independent
+  random weights per phase (the plain initialiser) start with one. Channels are ordered
+  (r, r, C) as pixel_shuffle expects: channel p·C + c of phase p holds the base kernel's c.
+  The base kernel has the same fan-in (kh·kw·Cin) as the full one, hence the same scale.
+  """
+  def init(key, shape, dtype=jnp.float32):
+    *spatial_in, cout = shape
+    if cout % (r * r):
+      raise ValueError(f"icnr({r}): {cout} output channels are not a multiple of {r * r}")
+    base = base_init(key, tuple(spatial_in) + (cout // (r * r),), dtype)
+    return jnp.tile(base, (1,) * len(spatial_in) + (r * r,))
+  return init
+
+
+def bilinear_init(base_init: Callable = nn.initializers.lecun_normal()) -> Callable:
+  """Initialiser for a 3×3 stride-2 transposed convolution kernel (HWIO): a 1×1 kernel drawn by
+  `base_init` times the bilinear taps [½, 1, ½] on each axis, so the layer starts as bilinear
+  ×2 upsampling followed by a 1×1 convolution (the bilinear initialisation of Long et al. 2015,
+  "Fully convolutional networks", §3.3): no uneven overlap pattern at the start. Same fan-in
+  scale as ICNR's base kernel."""
+  def init(key, shape, dtype=jnp.float32):
+    kh, kw, cin, cout = shape
+    if (kh, kw) != (3, 3):
+      raise ValueError(f"bilinear_init is for 3×3 kernels, got {kh}×{kw}")
+    taps = jnp.asarray([0.5, 1.0, 0.5], dtype)
+    base = base_init(key, (1, 1, cin, cout), dtype)
+    return taps[:, None, None, None] * taps[None, :, None, None] * base
+  return init
 
 
 def leaky_relu(x):
