@@ -151,10 +151,13 @@ def grid_summary(path: str, size: int) -> dict:
 def sample_summary(config, workdir: str, step: int | None, num_samples: int) -> dict:
   """Classifier FID, class entropy and confidence of num_samples generated images (seed 0)."""
   from igan_jax import evaluate
-  with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON alone
-    record = evaluate.evaluate_workdir(config, workdir, step=step, num_samples=num_samples,
-                                       seeds=(0,), backbones=("classifier",), write=False,
-                                       verbose=False)
+  try:
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON alone
+      record = evaluate.evaluate_workdir(config, workdir, step=step, num_samples=num_samples,
+                                         seeds=(0,), backbones=("classifier",), write=False,
+                                         verbose=False)
+  except evaluate.EvaluationError as e:  # e.g. colour images: no classifier for them
+    return dict(skipped=str(e))
   if "classifier" not in record["backbones"]:
     return dict(skipped=record["skipped"].get("classifier", "classifier unavailable"))
   b = record["backbones"]["classifier"]

@@ -15,7 +15,8 @@ model.class_stack (how igan_v2/vn evaluate their N stacked heads and discriminat
 (default) | "unroll" | "auto", igan_vn.STACK_IMPLS) and
 model.critic_norm (WGAN-GP critic: "none" (default) | "layer"),
 model.dropout_blocks (IGAN main-path blocks followed by dropout, default 2) and
-model.upsample_init (IGAN up-samplers: "default" | "icnr") and model.d_input_norm (whether the
+model.upsample_init (IGAN up-samplers: "default" | "icnr"), model.g_output_norm (batch norm
+before the IGAN generators' tanh, default True) and model.d_input_norm (whether the
 residual discriminator's input block is normalised, default True).
 """
 from __future__ import annotations
@@ -81,7 +82,8 @@ def build_generator(model_cfg, resolution: int, out_channels: int):
                 dtype=_dtype(model_cfg.dtype))
   igan_kw = dict(dropout_rate=model_cfg.dropout,
                  dropout_blocks=_get(model_cfg, "dropout_blocks", 2),
-                 upsample_init=_get(model_cfg, "upsample_init", "default"))
+                 upsample_init=_get(model_cfg, "upsample_init", "default"),
+                 output_norm=_get(model_cfg, "g_output_norm", True))
   if name == "igan":
     return IGANGenerator(**igan_kw, **common)
   if name in CLASS_STACKED:

@@ -72,6 +72,7 @@ class IGANGenerator(nn.Module):
   dropout_rate: float = 0.2
   dropout_blocks: int = 2          # dropout after the first this many main-path blocks
   upsample_init: str = "default"   # UPSAMPLE_INITS
+  output_norm: bool = True         # batch norm between the output conv and tanh
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
@@ -121,6 +122,7 @@ class IGANGenerator(nn.Module):
 
     h = h + short + right  # "added": element-wise, the channel count stays C (SPEC §1.1)
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name="out_conv")(h)
-    h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_epsilon, dtype=self.dtype, name="out_bn")(h)
+    if self.output_norm:  # the paper's "Conv + BN + tanh"; DCGAN §3 leaves this layer bare
+      h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=self.bn_epsilon, dtype=self.dtype, name="out_bn")(h)
     return jnp.tanh(h).astype(jnp.float32)

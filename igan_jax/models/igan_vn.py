@@ -113,6 +113,7 @@ class _Layers(nn.Module):
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
   upsample_init: str = "default"  # igan.UPSAMPLE_INITS
+  output_norm: bool = True        # batch norm between the output conv and tanh
 
   def _bn_act(self, x, train, name):
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
@@ -187,8 +188,9 @@ class IGANVNHead(_Layers):
       h = self._refine(h, train, f"iblock{j}_refine")
     h = h + left  # joined with the 4×4 module's branch: element-wise (SPEC §1.1)
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name="out_conv")(h)
-    h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_epsilon, dtype=self.dtype, name="out_bn")(h)
+    if self.output_norm:  # the paper's "Conv + BN + tanh"; DCGAN §3 leaves this layer bare
+      h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=self.bn_epsilon, dtype=self.dtype, name="out_bn")(h)
     return jnp.tanh(h).astype(jnp.float32)
 
 
@@ -205,6 +207,7 @@ class IGANVNGenerator(nn.Module):
   dropout_rate: float = 0.2
   dropout_blocks: int = 2
   upsample_init: str = "default"
+  output_norm: bool = True
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
@@ -218,10 +221,11 @@ class IGANVNGenerator(nn.Module):
       raise ValueError(f"num_classes must be ≥ 1, got {self.num_classes}")
     kw = dict(resolution=self.resolution, channels=self.channels, bn_momentum=self.bn_momentum,
               bn_epsilon=self.bn_epsilon, dtype=self.dtype, upsample_init=self.upsample_init)
+    head_kw = dict(kw, output_norm=self.output_norm)
     self.trunk = IGANVNTrunk(dropout_rate=self.dropout_rate, dropout_blocks=self.dropout_blocks,
                              **kw)
     # One member module; apply_stacked gives it N stacked copies of its variables.
-    self.heads = IGANVNHead(out_channels=self.out_channels, **kw)
+    self.heads = IGANVNHead(out_channels=self.out_channels, **head_kw)
 
   def __call__(self, z, train: bool = False):
     s, left = self.trunk(z, train)
