@@ -1,4 +1,4 @@
-"""Fashion-MNIST at 28×28 with the paper's recipe (SPEC §2–3) and every model of the family.
+"""Fashion-MNIST at 28×28, every model of the family (IGAN's measured recipe, docs/ablation.md).
 
 Command (prepares TFDS `fashion_mnist` offline from Debian's package on first use):
 
@@ -15,12 +15,14 @@ wgan_gp.
   similar pairs (T-shirt/Shirt/Pullover/Coat, Sneaker/Sandal/Ankle boot) would blur that. Other
   classes: --config.data.classes=(1,8) (Trouser, Bag).
 - igan_vn (SPEC §1.2): all ten classes, N = 10 (data.classes () = labels 0..N-1).
+- igan_paper: igan with the paper's stated values and the first reading of the open ones.
 - dcgan, wgan_gp: the baselines (SPEC §1.4) with their own papers' recipes.
 
 Measured time per 1,000 iterations on CPU (2-core AMD EPYC Zen 5, batch 64, fp32,
 benchmarks/throughput.py, README "Speed"): igan 14 min (1.22 it/s), igan_v2 41 min
 (0.410 it/s), igan_vn 3.1 h (0.089 it/s; 95 s to compile), dcgan 1.2 min (12.3–14.6 it/s),
-wgan_gp 6.7 min (2.48 it/s). GPU: not measured (no GPU was available).
+wgan_gp 6.7 min (2.48 it/s); the igan figures are the paper-literal recipe's (now igan_paper).
+igan with the measured recipe (docs/ablation.md): 24 min (0.70 it/s) on the slower Zen 4 kind. GPU: not measured (no GPU was available).
 Resize to 96×96 instead: --config.data.resolution=96.
 """
 from igan_jax.config import apply_variant, base_config
