@@ -1,7 +1,7 @@
 """Configuration: the paper's defaults, validation with one-line errors, and loading config files.
 
-Every paper item is a config value whose default is the paper's (DESIGN §1.3); values the paper
-does not give are marked "R" (our reconstruction, SPEC.md) or "ours".
+Every paper item is a config value whose default is the paper's; values the paper
+does not give are marked "R" (our reconstruction, docs/ablation.md for the measured ones) or "ours".
 """
 from __future__ import annotations
 
@@ -26,36 +26,36 @@ class ConfigError(ValueError):
 
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.seed = 0                       # SPEC §2: every random number seeded
+  c.seed = 0                       # the paper's training recipe: every random number seeded
   c.num_iterations = 20_000        # ours: the paper does not state its run length
-  c.batch_size = 64                # SPEC §3
-  c.n_critic = 3                   # SPEC §2: D trained 3-5 times per G step
-  c.checkpoint_every = 100         # SPEC §3: weights saved every 100 steps
-  c.log_every = 30                 # SPEC §3: losses recorded every 30 steps
-  c.sample_every = 100             # SPEC §3: a sample grid every 100 steps
+  c.batch_size = 64                # the paper's experiments
+  c.n_critic = 3                   # the paper's training recipe: D trained 3-5 times per G step
+  c.checkpoint_every = 100         # the paper's experiments: weights saved every 100 steps
+  c.log_every = 30                 # the paper's experiments: losses recorded every 30 steps
+  c.sample_every = 100             # the paper's experiments: a sample grid every 100 steps
   c.keep_checkpoints = 3
   c.num_samples = 64               # images in a sample grid (fixed z)
   # How train_steps runs k iterations: "python" (a loop of jitted steps) or "scan" (one compiled
   # lax.scan). "auto" = python on CPU, scan elsewhere: on XLA:CPU the scan ran ~10× slower, on a
-  # GPU it cost nothing (shared/bench/torch_ref/README.md).
+  # GPU it cost nothing (measured against the PyTorch reference implementation).
   c.loop = "auto"
   c.ema_decay = 0.0                # ours, not in the paper: EMA of G's weights when > 0
   # Robustness (ours). A non-finite loss or gradient rolls back to the last good checkpoint
   # with a fresh fold of the rng, at most max_rollbacks times.
   c.max_rollbacks = 3
-  # SPEC §2: "if D's loss rapidly approaches 0, stop, adjust, retrain": warn when D's adversarial
+  # The paper: "if D's loss rapidly approaches 0, stop, adjust, retrain": warn when D's adversarial
   # loss stays below collapse_threshold for collapse_patience logged windows; optionally stop.
   c.collapse_threshold = 1e-3
   c.collapse_patience = 3
   c.stop_on_collapse = False
-  # FID during training (ours; SPEC §3 evaluates only at the end): every eval_every iterations
+  # FID during training (ours; the paper evaluates only at the end): every eval_every iterations
   # (0 = off) on eval.train_num_samples images with the cheapest available backbone; the best
   # generator so far is kept in checkpoints/best/.
   c.eval_every = 0
 
-  # `--mode=evaluate` and FID during training (igan_jax/evaluate.py, DESIGN §5).
+  # `--mode=evaluate` and FID during training (igan_jax/evaluate.py).
   c.eval = ml_collections.ConfigDict()
-  c.eval.num_samples = 10_000      # SPEC §3: 10,000 generated vs 10,000 real
+  c.eval.num_samples = 10_000      # the paper's experiments: 10,000 generated vs 10,000 real
   c.eval.seeds = 3                 # mean ± sd over latent seeds 0..seeds-1
   c.eval.backbones = "classifier,inception"  # those that apply to the dataset are used
   c.eval.inception_samples = 0     # N for Inception (0 = num_samples); ~6.5 img/s on 2 CPU cores
@@ -68,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.name = "fashion_mnist"
   c.data.split = "train"
-  c.data.resolution = 28           # 28 native, or 96 (resized once; SPEC §1.1 R)
+  c.data.resolution = 28           # 28 native, or 96 (resized once; the paper's generator R)
   c.data.data_dir = ""             # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   c.data.manual_dir = ""           # "" = <data_dir>/downloads/manual
   # igan_v2 / igan_vn: which dataset labels are the model's classes 0..N-1 (() = labels 0..N-1).
@@ -80,30 +80,30 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "igan"
-  c.model.z_dim = 100              # SPEC §1.1
-  c.model.channels = 64            # SPEC §1.1
+  c.model.z_dim = 100              # the paper's generator
+  c.model.channels = 64            # the paper's generator
   c.model.dropout = 0.2            # R: "dropout in some layers"
   c.model.dropout_blocks = 2       # R: which layers: after the first this many main-path blocks
   c.model.upsample_init = "default"  # ours: PixelShuffle convs' init, "default" | "icnr"
   c.model.bn_momentum = 0.9        # ours (PyTorch's 0.1 update): running stats track quickly
   c.model.bn_epsilon = 1e-5
   c.model.d_widths = ()            # () = the default for the resolution (discriminator.py)
-  c.model.d_norm = "batch"         # SPEC §1.3: BN; "layer" | "none" selectable
+  c.model.d_norm = "batch"         # the paper's discriminator: BN; "layer" | "none" selectable
   c.model.d_input_norm = True      # R: the norm on D's input block too (False: DCGAN's rule)
-  c.model.g_output_norm = True     # SPEC §1.1: BN between G's output conv and tanh
+  c.model.g_output_norm = True     # the paper's generator: BN between G's output conv and tanh
   c.model.dtype = "float32"        # "bfloat16" computes in bf16, params stay float32
-  c.model.num_classes = 0          # igan_vn's N (0 = 10; igan_v2 is N = 2), SPEC §1.2
+  c.model.num_classes = 0          # igan_vn's N (0 = 10; igan_v2 is N = 2), the paper's IGAN_V2/VN
   # How igan_v2/vn run their N stacked heads and discriminators (models/igan_vn.py): "vmap",
   # "unroll" or "auto" (unroll on CPU, where vmapped convolutions ran ~13× slower; vmap elsewhere).
   c.model.class_stack = "auto"
   c.model.critic_norm = "none"     # WGAN-GP critic: none (their §4) | layer
 
   c.loss = ml_collections.ConfigDict()
-  c.loss.name = "least_squares"    # SPEC §2: "log removed"; "bce" keeps it
-  c.loss.real_label = 0.9          # α, SPEC §2 label smoothing (R: value)
+  c.loss.name = "least_squares"    # the paper's training recipe: "log removed"; "bce" keeps it
+  c.loss.real_label = 0.9          # α, the paper's label smoothing (R: value)
   c.loss.fake_label = 0.1          # β
-  c.loss.gp_weight = 5.0           # λ, SPEC §2/§3
-  c.loss.noise_std = 0.1           # instance noise on both D inputs (R: value)
+  c.loss.gp_weight = 5.0           # λ, the paper's training recipe and experiments
+  c.loss.noise_std = 0.1           # instance noise on both D inputs (reconstructed value)
   c.loss.noise_anneal = 0          # R: σ falls linearly to 0 over this many iterations (0 = constant)
   c.loss.gp_center = 1.0           # R: eq. 12 lost; E[(‖∇D(x̂)‖ − gp_center)²]
   c.loss.gp_bn = "batch"           # ours: D's BN in the penalty's pass, "batch" | "running"
@@ -111,11 +111,11 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.optim = ml_collections.ConfigDict()
   c.optim.schedule = "igan_decay"  # or "constant"
-  c.optim.d_init_lr = 0.002        # SPEC §2: simple datasets start at 0.002 ...
+  c.optim.d_init_lr = 0.002        # the paper's training recipe: simple datasets start at 0.002 ...
   c.optim.d_end_lr = 0.0002        # ... and decay to 0.0002
   c.optim.gamma = 0.5              # R: eq. 6 lost
   c.optim.decay_steps = 1000       # R: eq. 6's init_set
-  c.optim.g_lr_ratio = 1.5         # SPEC §2: G lr = 1.5 × D lr
+  c.optim.g_lr_ratio = 1.5         # the paper's training recipe: G lr = 1.5 × D lr
   c.optim.b1 = 0.5                 # ours (DCGAN's); the paper says only "Adam"
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
@@ -168,7 +168,7 @@ def apply_variant(c: ml_collections.ConfigDict, arg: str | None) -> ml_collectio
     dropout, and the batch norm before the generator's tanh; each one override away).
   igan_paper: the same model with base_config() as it is: the paper's stated values and our
     first reconstruction of the open ones (what `igan` was before the measurements).
-  igan_v2 / igan_vn: the class-stacked generator and one discriminator per class (SPEC §1.2)
+  igan_v2 / igan_vn: the class-stacked generator and one discriminator per class (IGAN_V2/VN)
     with igan's measured recipe; N = 2 / model.num_classes (default 10). The classes are the
     dataset's labels listed in data.classes (the experiment files choose them).
   dcgan: Radford et al. 2015 §3–4: BCE with hard 1/0 labels, Adam lr 2e-4, β1 = 0.5, batch norm
@@ -331,15 +331,14 @@ def from_saved(saved: dict) -> ml_collections.ConfigDict:
   before those keys existed (the recipe choices added later default to the old behaviour)."""
   config = base_config()
 
-  def merge(node, values, prefix):
+  def merge(node, values):
     for key, value in values.items():
-      if isinstance(value, dict) and key in node and \
-          isinstance(node[key], ml_collections.ConfigDict):
-        merge(node[key], value, f"{prefix}{key}.")
+      if isinstance(value, dict) and isinstance(node.get(key), ml_collections.ConfigDict):
+        merge(node[key], value)
       else:
         with node.ignore_type():
           node[key] = tuple(value) if isinstance(value, list) else value
-  merge(config, saved, "")
+  merge(config, saved)
   return validate(config)
 
 

@@ -1,14 +1,14 @@
-"""Honest evaluation of a trained run: `evaluate_workdir(config, workdir)` (DESIGN §5).
+"""Honest evaluation of a trained run: `evaluate_workdir(config, workdir)`.
 
 What one call does, for the checkpoint `step` (default: the latest) in `<workdir>/checkpoints`:
   1. restores the generator and draws `num_samples` images per seed with `train.generate`
      (inference mode), from latents z = N(0, I) drawn with jax.random.fold_in(PRNGKey(0xE7A1),
      seed): fixed per seed, and independent of the run's config.seed and of its training keys;
   2. quantises them to uint8 exactly as the real images are stored (clean-fid's lesson, see
-     shared/NOTES-metrics.md), before any backbone sees them;
+     Parmar et al. 2022), before any backbone sees them;
   3. for each backbone ("classifier": our 28×28 CNN, `evaluation/classifier.py`; "inception":
      the FID Inception-V3 at 299×299, `evaluation/inception.py`), computes against N real images
-     of the *test* split: FID (Heusel et al. 2017; SPEC §3, eq. 13), KID (Bińkowski et al. 2018),
+     of the *test* split: FID (Heusel et al. 2017; the paper's eq. 13), KID (Bińkowski et al. 2018),
      improved precision/recall (k=3; Kynkäänniemi et al. 2019) and density/coverage (k=5; Naeem
      et al. 2020), all float64 on the features (`evaluation/fid.py`); mean ± sd over the seeds;
   4. beside every number the real-vs-real floor: N images of the *train* split against the same
@@ -20,7 +20,7 @@ What one call does, for the checkpoint `step` (default: the latest) in `<workdir
   6. writes everything, with the protocol (dataset, split, resolution, N, resize, backbone,
      weights hash, seeds, latents), to `<workdir>/eval/<step>.json` and prints a table.
 
-The paper's protocol is 10,000 generated vs 10,000 real with Inception (SPEC §3). The Inception
+The paper's protocol is 10,000 generated vs 10,000 real with Inception. The Inception
 port runs ~6.5 images/s on 2 CPU cores, so N is set per backbone: `inception_samples` (0 = the
 same as `num_samples`). Compare numbers only at equal N and equal protocol.
 
@@ -53,7 +53,7 @@ import numpy as np
 
 BACKBONES = ("classifier", "inception")
 DEFAULTS = dict(
-    num_samples=10_000,        # SPEC §3: 10,000 generated vs 10,000 real
+    num_samples=10_000,        # the paper's experiments: 10,000 generated vs 10,000 real
     seeds=3,                   # latent seeds 0..seeds-1 (or an explicit list)
     backbones=BACKBONES,
     inception_samples=0,       # N for the Inception backbone; 0 = num_samples

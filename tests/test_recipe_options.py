@@ -82,6 +82,12 @@ def test_icnr_generator_starts_without_checkerboard(name):
   assert p2["default"] > 0.05 and p2["icnr"] < 0.03, p2
 
 
+def test_config_lists_the_choices_the_code_implements():
+  """config.py keeps its own copies (a config error is reported before Flax loads)."""
+  from igan_jax.models import igan
+  assert config_lib.UPSAMPLE_INITS == igan.UPSAMPLE_INITS
+
+
 def test_default_init_is_unchanged():
   """upsample_init="default" builds the same parameters as before the option existed."""
   z = jnp.zeros((2, 100))

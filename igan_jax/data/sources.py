@@ -1,6 +1,6 @@
 """Named datasets: prepare them once with TFDS, load them as cached uint8 arrays.
 
-Two phases with different dependencies (DESIGN.md §4):
+Two phases with different dependencies:
 
 * ``prepare`` downloads (or takes from a manual dir) and converts a dataset to
   TFDS's array_record format.  TFDS's builders import TensorFlow for this.
@@ -40,7 +40,7 @@ Dataset names (`is_supported`):
 * ``A+B[+C...]`` (not folders): the named datasets as classes 0, 1, ...,
   e.g. `TWO_CLASS_LSUN` = ``lsun/bedroom+lsun/church_outdoor``.
 
-All but mnist/fashion_mnist have 3 channels and default to 96x96 (SPEC §3).
+All but mnist/fashion_mnist have 3 channels and default to 96x96 (the paper's).
 Data that does not fit in memory streams from the prepared shards through
 `igan_jax.data.stream.stream_batches`.
 """
@@ -134,7 +134,7 @@ CELEBA_ATTRIBUTES = (
 )
 CELEBA_LABEL = "Male"  # IGAN_V2's two CelebA classes: not Male (0), Male (1)
 
-# The resolution of the prepared 3-channel datasets when none is asked for (SPEC §3).
+# The resolution of the prepared 3-channel datasets when none is asked for (the paper's).
 DEFAULT_RESOLUTION = 96
 
 # IGAN_V2 on LSUN: bedrooms are class 0, church_outdoor class 1 (module docstring).

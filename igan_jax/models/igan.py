@@ -1,4 +1,4 @@
-"""The IGAN generator (SPEC §1.1, paper Fig. 3): two dense stems from z and three paths to the image.
+"""The IGAN generator (paper Fig. 3): two dense stems from z and three paths to the image.
 
     z ─ Dense → base×base×C ──┬─ main path (PixelShuffle / ConvTranspose, 3×3) → res×res×C ─┐
                               └─ shortcut: one transposed conv, kernel = stride = res/base ──(+)─┐
@@ -8,11 +8,11 @@
 Stated by the paper (S): the two dense layers (4·4·64 and 24·24·64 at 96×96), the one-step 4→96
 shortcut and the 24→96 branch, element-wise sums, PixelShuffle and transposed convolutions, BN +
 LeakyReLU after every conv, dropout in some layers, final conv + BN + tanh.
-Reconstructed (R, SPEC §1.1): main-path schedule 4→12→24→48→96 = PixelShuffle×3, ConvT×2,
+Reconstructed (R): main-path schedule 4→12→24→48→96 = PixelShuffle×3, ConvT×2,
 PixelShuffle×2, ConvT×2; the 28×28 variant 7→14→28 = PixelShuffle×2, ConvT×2 with 7×7 and
 14×14 stems (kernels 4 and 2); dropout 0.2 after the first two main-path blocks; the dense stems
 get BN + LeakyReLU like every conv. The same reconstruction as the PyTorch yardstick in
-shared/bench/torch_ref, so speed comparisons are like for like.
+PyTorch reference implementation used for speed comparisons, so they are like for like.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ class IGANGenerator(nn.Module):
     b = z.shape[0]
     z = z.astype(self.dtype)
 
-    # Two "over-complete" stems from the same z (SPEC §1.1).
+    # Two "over-complete" stems from the same z (the paper's generator).
     a = nn.Dense(base * base * c, dtype=self.dtype, name="fc_base")(z).reshape(b, base, base, c)
     a = self._bn_act(a, train, "bn_base")
     s = nn.Dense(branch * branch * c, dtype=self.dtype, name="fc_branch")(z)
@@ -120,7 +120,7 @@ class IGANGenerator(nn.Module):
                           **upsample_conv_init(self.upsample_init, res // branch))(s)
     right = self._bn_act(right, train, "branch_bn")
 
-    h = h + short + right  # "added": element-wise, the channel count stays C (SPEC §1.1)
+    h = h + short + right  # "added": element-wise, the channel count stays C (paper)
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name="out_conv")(h)
     if self.output_norm:  # the paper's "Conv + BN + tanh"; DCGAN §3 leaves this layer bare
       h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,

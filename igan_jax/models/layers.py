@@ -1,7 +1,7 @@
 """Building blocks shared by the generators and discriminators.
 
 All modules are NHWC. `PatchUpsample` is a transposed convolution whose kernel equals its
-stride, written as one matrix product (the 4→96 shortcut and 24→96 branch of IGAN, SPEC §1.1 R);
+stride, written as one matrix product (the 4→96 shortcut and 24→96 branch of IGAN, R);
 `SubPixelConvTranspose` and `StridedConv` are the stride-2 (transposed) convolutions written as
 stride-1 convolutions plus depth-to-space / space-to-depth, and `Dropout` draws its mask with
 XLA's own random-bit generator. Each computes the same function as the plain layer (pinned by
@@ -35,7 +35,7 @@ class PatchUpsample(nn.Module):
   is exactly `x @ W` followed by a reshape; nothing overlaps. This equals
   `nn.ConvTranspose(features, (factor, factor), strides=(factor, factor), padding="VALID")`
   (pinned by a test) and on XLA:CPU runs faster than the generic transposed convolution
-  (shared/bench/torch_ref/README.md measured the same trick).
+  (the PyTorch reference measured the same trick).
   """
   features: int
   factor: int
