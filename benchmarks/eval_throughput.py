@@ -4,9 +4,9 @@
 
 Prints one JSON line per backbone: backbone, device, input (image shape in), batch, images
 (timed), img_per_s (median over repeats), compile_s (first call, compile included), and for
-Inception the estimated minutes for 10,000 images (the paper's N, SPEC §3). Inputs are random
-uint8 28×28×1 images (a backbone's speed does not depend on their content); "inception" includes
-the resize to 299×299, as `image_features` does in an evaluation. "generator" is the IGAN
+Inception the estimated minutes for 10,000 images (the paper's N, docs/paper.md §3). Inputs are
+random uint8 28×28×1 images (a backbone's speed does not depend on their content); "inception"
+includes the resize to 299×299, as `image_features` does in an evaluation. "generator" is the IGAN
 generator of experiments/fashion_mnist.py at random init (`train.generate`, batch 500).
 "train_classifier" / "train_inception" time FID during training's one jitted program
 (evaluate.TrainingEvaluator: that generator → quantise → backbone, at the config's eval batch

@@ -3,7 +3,7 @@
     python benchmarks/igan_vn_cost.py --classes=10 --batch=64 --resolution=28
 
 One forward + backward (gradient w.r.t. every parameter, train mode, batch-norm statistics
-updated) of the IGAN_VN discriminators (SPEC §1.2: one residual discriminator per class) on
+updated) of the IGAN_VN discriminators (docs/paper.md §1.2: one residual discriminator per class) on
 images (N, B, res, res, C), four ways:
   stacked         igan_vn.StackedDiscriminator(stack="vmap"): one vmapped module, parameters
                   (N, …) — the default;
@@ -66,7 +66,7 @@ def main(_):
                for k in range(n)]
 
   def loss_of(module):
-    # Least squares against a fixed target, as the IGAN loss (SPEC §2); the gradient flows
+    # Least squares against a fixed target, as the IGAN loss (docs/paper.md §2); the gradient flows
     # through batch norm's batch statistics exactly as in training.
     def loss(params, stats, x):
       logits, new = module.apply({"params": params, "batch_stats": stats}, x, train=True,

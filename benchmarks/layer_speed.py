@@ -5,7 +5,7 @@
 Prints one JSON line per case (median seconds of a jitted call after compiling):
 - "d_update": one IGAN discriminator update as train.py runs it — least-squares loss on a real
   and a fake batch plus the gradient penalty (whose double backward reaches the parameters),
-  value_and_grad — for models.ResidualDiscriminator (SPEC §1.3 R) with its stride-2
+  value_and_grad — for models.ResidualDiscriminator (docs/paper.md §1.3 R) with its stride-2
   convolutions as `nn.Conv(strides=2)` ("lax", space_to_depth=False) or as
   `layers.StridedConv` ("space_to_depth", the default); also the
   difference of the two losses and the largest relative difference of their gradients (the

@@ -8,8 +8,8 @@ iteration, × N classes for igan_v2/igan_vn). Each model runs with its own recip
 (`config.apply_variant`: DCGAN n_critic 1 without penalty, WGAN-GP n_critic 5). The images are
 random uint8 arrays resident on the device (the step's speed does not depend on their content);
 batches are sampled on the device as in training.
-Never asserts on time. Compare with the PyTorch yardstick in shared/bench/torch_ref on the same
-machine, in the same session.
+Never asserts on time. Compare only numbers measured on one machine in one session: on a busy
+2-core host the same code varied by ±10 % within an hour, and by more from one session to another.
 """
 from __future__ import annotations
 

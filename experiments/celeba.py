@@ -1,8 +1,9 @@
-"""CelebA at 96×96×3 (SPEC §3) with the paper's recipe (SPEC §2) and the models that fit it.
+"""CelebA at 96×96×3 (docs/paper.md §3) with the paper's recipe (docs/paper.md §2) and the models
+that fit it.
 
-Data: TFDS `celeb_a`, cropped and resized once to 96×96 into a prepared dataset (SPEC §3: "pre-
-processed once, ahead of training"; recipe in igan_jax/data/imageproc.py). Offline, put the five
-original files (img_align_celeba.zip, list_attr_celeba.txt, list_eval_partition.txt,
+Data: TFDS `celeb_a`, cropped and resized once to 96×96 into a prepared dataset (docs/paper.md
+§3: "pre-processed once, ahead of training"; recipe in igan_jax/data/imageproc.py). Offline, put
+the five original files (img_align_celeba.zip, list_attr_celeba.txt, list_eval_partition.txt,
 list_landmarks_align_celeba.txt, identity_CelebA.txt) in the TFDS manual dir, then
 
     python -m igan_jax.data.prepare --dataset=celeb_a
@@ -18,14 +19,15 @@ Command:
 Variants: igan (default), igan_v2, igan_paper, dcgan, wgan_gp (igan_jax/config.py
 apply_variant). igan_vn is
 refused: CelebA's labels here are one binary attribute, two classes, which is igan_v2.
-- igan_v2 (SPEC §1.2, N = 2): the paper ran it on CelebA without naming its classes; ours are the
-  attribute Male: class 0 = not Male, class 1 = Male (igan_jax/data/sources.py CELEBA_LABEL): a
-  balanced-enough split (~42% Male) that every face has, and one a viewer judges at a glance.
-- dcgan, wgan_gp: the baselines (SPEC §1.4) with their own papers' recipes, at 96.
+- igan_v2 (docs/paper.md §1.2, N = 2): the paper ran it on CelebA without naming its classes; ours
+  are the attribute Male: class 0 = not Male, class 1 = Male (igan_jax/data/sources.py
+  CELEBA_LABEL): a balanced-enough split (~42% Male) that every face has, and one a viewer judges at
+  a glance.
+- dcgan, wgan_gp: the baselines (docs/paper.md §1.4) with their own papers' recipes, at 96.
 
-Learning rate: SPEC §2 gives the decay 0.002 → 0.0002 for the simple datasets (the paper, §3.2:
-starting at 0.0002 there lets D's loss collapse) and states no learning rate for CelebA or LSUN.
-We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
+Learning rate: docs/paper.md §2 gives the decay 0.002 → 0.0002 for the simple datasets (the paper,
+§3.2: starting at 0.0002 there lets D's loss collapse) and states no learning rate for CelebA or
+LSUN. We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
 (--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
 
 Measured time per 1,000 iterations on CPU at 96×96 (benchmarks/throughput.py, 2-core AMD EPYC
@@ -49,7 +51,7 @@ def get_config(arg: str | None = None):
                      f"choose one of {', '.join(CHOICES)}")
   config = base_config()
   config.data.name = "celeb_a"
-  config.data.resolution = 96  # SPEC §3
+  config.data.resolution = 96  # docs/paper.md §3
   config = apply_variant(config, arg)
   if config.model.name == "igan_v2":
     config.data.classes = V2_CLASSES

@@ -8,15 +8,15 @@ Command (prepares TFDS `fashion_mnist` offline from Debian's package on first us
 
 Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, igan_paper, dcgan,
 wgan_gp.
-- igan_v2 (SPEC §1.2, N = 2): T-shirt/top (label 0) and Sneaker (label 7) as classes 0 and 1
+- igan_v2 (docs/paper.md §1.2, N = 2): T-shirt/top (label 0) and Sneaker (label 7) as classes 0 and 1
   (data.classes). The paper does not say which two classes it used; these two have nothing in
   common in silhouette (a wide upper-body garment filling the frame vs a low, flat shoe in its
   lower half) nor in texture, so each head's row of a sample grid is unambiguous, while the
   similar pairs (T-shirt/Shirt/Pullover/Coat, Sneaker/Sandal/Ankle boot) would blur that. Other
   classes: --config.data.classes=(1,8) (Trouser, Bag).
-- igan_vn (SPEC §1.2): all ten classes, N = 10 (data.classes () = labels 0..N-1).
+- igan_vn (docs/paper.md §1.2): all ten classes, N = 10 (data.classes () = labels 0..N-1).
 - igan_paper: igan with the paper's stated values and the first reading of the open ones.
-- dcgan, wgan_gp: the baselines (SPEC §1.4) with their own papers' recipes.
+- dcgan, wgan_gp: the baselines (docs/paper.md §1.4) with their own papers' recipes.
 
 Measured time per 1,000 iterations on CPU (2-core AMD EPYC Zen 5, batch 64, fp32,
 benchmarks/throughput.py, README "Speed"): igan 14 min (1.22 it/s), igan_v2 41 min

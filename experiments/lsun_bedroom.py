@@ -1,7 +1,8 @@
-"""LSUN bedroom at 96×96×3 (SPEC §3) with the paper's recipe (SPEC §2) and the models that fit it.
+"""LSUN bedroom at 96×96×3 (docs/paper.md §3) with the paper's recipe (docs/paper.md §2) and the
+models that fit it.
 
 Data: TFDS's `lsun/bedroom`, read from the original LMDB archives and centre-cropped and resized
-once to 96×96 into a prepared dataset (SPEC §3; igan_jax/data/lsun.py). Offline, put
+once to 96×96 into a prepared dataset (docs/paper.md §3; igan_jax/data/lsun.py). Offline, put
 bedroom_train_lmdb.zip (and, for igan_v2, church_outdoor_train_lmdb.zip) from
 http://dl.yf.io/lsun/scenes/ in the TFDS manual dir, then
 
@@ -20,15 +21,15 @@ Command:
 Variants: igan (default), igan_v2, igan_paper, dcgan, wgan_gp (igan_jax/config.py
 apply_variant). igan_vn is
 refused: the data here has at most two classes, which is igan_v2.
-- igan_v2 (SPEC §1.2, N = 2): the paper ran it on LSUN without naming a second class; ours is
-  data.name = TWO_CLASS_LSUN = lsun/bedroom+lsun/church_outdoor: class 0 = bedroom, class 1 =
-  church_outdoor (an outdoor scene, clearly distinct from bedrooms, the usual second LSUN
-  category of GAN papers, and 126k images; igan_jax/data/sources.py).
-- dcgan, wgan_gp: the baselines (SPEC §1.4) with their own papers' recipes, at 96.
+- igan_v2 (docs/paper.md §1.2, N = 2): the paper ran it on LSUN without naming a second class; ours
+  is data.name = TWO_CLASS_LSUN = lsun/bedroom+lsun/church_outdoor: class 0 = bedroom, class 1 =
+  church_outdoor (an outdoor scene, clearly distinct from bedrooms, the usual second LSUN category
+  of GAN papers, and 126k images; igan_jax/data/sources.py).
+- dcgan, wgan_gp: the baselines (docs/paper.md §1.4) with their own papers' recipes, at 96.
 
-Learning rate: SPEC §2 gives the decay 0.002 → 0.0002 for the simple datasets (the paper, §3.2:
-starting at 0.0002 there lets D's loss collapse) and states no learning rate for CelebA or LSUN.
-We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
+Learning rate: docs/paper.md §2 gives the decay 0.002 → 0.0002 for the simple datasets (the paper,
+§3.2: starting at 0.0002 there lets D's loss collapse) and states no learning rate for CelebA or
+LSUN. We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
 (--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
 
 Measured time per 1,000 iterations on CPU: the shapes are CelebA's (96×96×3), and so are the
@@ -51,7 +52,7 @@ def get_config(arg: str | None = None):
   config = base_config()
   # One class (bedroom) for the single-image models; bedroom vs church_outdoor for igan_v2.
   config.data.name = TWO_CLASS_LSUN if arg == "igan_v2" else "lsun/bedroom"
-  config.data.resolution = 96  # SPEC §3
+  config.data.resolution = 96  # docs/paper.md §3
   config = apply_variant(config, arg)
   if config.model.name == "igan_v2":
     config.data.classes = (0, 1)  # bedroom, church_outdoor: the order of TWO_CLASS_LSUN

@@ -1,4 +1,4 @@
-"""MNIST at 28×28 with the paper's recipe (SPEC §2–3) and every model of the family.
+"""MNIST at 28×28 with the paper's recipe (docs/paper.md §2–3) and every model of the family.
 
 Command (TFDS `mnist`: downloads when online; offline, put the four original files in the TFDS
 manual dir — the error message names them and the path):
@@ -8,13 +8,13 @@ manual dir — the error message names them and the path):
 
 Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, igan_paper, dcgan,
 wgan_gp.
-- igan_v2 (SPEC §1.2, N = 2): digits 0 and 1 as classes 0 and 1 (data.classes). The paper does not
-  say which two classes it used; 0 and 1 are the most different shapes of the ten (a closed loop
-  and a single stroke), so a sample grid shows at a glance whether each head draws its own class,
-  and they are the two largest classes (5,923 and 6,742 training images). Other digits:
+- igan_v2 (docs/paper.md §1.2, N = 2): digits 0 and 1 as classes 0 and 1 (data.classes). The paper
+  does not say which two classes it used; 0 and 1 are the most different shapes of the ten (a closed
+  loop and a single stroke), so a sample grid shows at a glance whether each head draws its own
+  class, and they are the two largest classes (5,923 and 6,742 training images). Other digits:
   --config.data.classes=(3,8).
-- igan_vn (SPEC §1.2): all ten digits, N = 10 (data.classes () = labels 0..N-1).
-- dcgan, wgan_gp: the baselines (SPEC §1.4) with their own papers' recipes.
+- igan_vn (docs/paper.md §1.2): all ten digits, N = 10 (data.classes () = labels 0..N-1).
+- dcgan, wgan_gp: the baselines (docs/paper.md §1.4) with their own papers' recipes.
 
 Measured time per 1,000 iterations on CPU (2-core AMD EPYC Zen 5, batch 64, fp32,
 benchmarks/throughput.py, README "Speed"): igan 14 min (1.22 it/s), igan_v2 41 min

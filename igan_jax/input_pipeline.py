@@ -3,10 +3,10 @@
 Two forms, chosen by `load_training_data(config)` from `config.data.stream`:
 
 - `ResidentData` (a pytree): the whole uint8 training set on the device, plus, for the
-  class-stacked models (igan_v2 / igan_vn, SPEC §1.2), a class index. A batch is an index draw
-  and a gather inside the jitted step (`sample_real`): iteration t's examples come from
-  fold_in(fold_in(rng, t), DATA), so resume is bit-exact (DESIGN §1). Fashion-MNIST's training
-  set is 47 MB; CelebA at 96×96 is ~5.6 GB.
+  class-stacked models (igan_v2 / igan_vn, docs/paper.md §1.2), a class index. A batch is an
+  index draw and a gather inside the jitted step (`sample_real`): iteration t's examples come
+  from fold_in(fold_in(rng, t), DATA), so resume is bit-exact (docs/design.md §1).
+  Fashion-MNIST's training set is 47 MB; CelebA at 96×96 is ~5.6 GB.
 - `StreamingData`: data larger than `config.data.max_resident_mb` (LSUN bedroom is ~3 M images,
   ~83 GB at 96×96) streams from the prepared shards through `igan_jax.data.stream_batches`
   (a background thread reads `prefetch` batches ahead). Iteration t takes samples

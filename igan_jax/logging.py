@@ -147,7 +147,8 @@ def image_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np
   n, h, w, c = images.shape
   ncols = ncols or int(math.ceil(math.sqrt(n)))
   nrows = int(math.ceil(n / ncols))
-  u8 = np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)  # SPEC §2: → [0, 255]
+  # [−1, 1] → [0, 255] (docs/paper.md §2)
+  u8 = np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
   grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, np.uint8)
   for i in range(n):
     r, col = divmod(i, ncols)

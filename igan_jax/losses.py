@@ -1,9 +1,10 @@
-"""Adversarial losses, label targets, instance noise and the gradient penalty (SPEC §2).
+"""Adversarial losses, label targets, instance noise and the gradient penalty (docs/paper.md §2).
 
 Pure functions of discriminator outputs (logits) or of a discriminator function; nothing here knows
 about models, optimisers or state.
 
-- Least squares with smoothed labels (SPEC §2, R for the lost eq. 8, "the log was removed"):
+- Least squares with smoothed labels (docs/paper.md §2, R for the lost eq. 8, "the log was
+  removed"):
     L_D = E[(D(x) − α)²] + E[(D(G(z)) − β)²],   L_G = E[(D(G(z)) − α)²]   (flipped labels, eq. 11)
 - Binary cross-entropy with the same smoothed targets (the log kept):
     L_D = BCE(D(x), α) + BCE(D(G(z)), β),        L_G = BCE(D(G(z)), α)
@@ -64,8 +65,8 @@ def get_losses(name: str) -> tuple[Callable, Callable]:
 
 
 def add_instance_noise(key, x, std):
-  """Gaussian instance noise on a discriminator input (SPEC §2). A Python std = 0 returns x
-  unchanged; std may also be a traced scalar (an annealed σ, `noise_scale`)."""
+  """Gaussian instance noise on a discriminator input (docs/paper.md §2). A Python std = 0
+  returns x unchanged; std may also be a traced scalar (an annealed σ, `noise_scale`)."""
   if isinstance(std, (int, float)) and std == 0:
     return x
   return x + std * jax.random.normal(key, x.shape, x.dtype)

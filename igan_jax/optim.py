@@ -1,15 +1,15 @@
-"""The paper's decaying learning rate and the two Adam optimisers (SPEC §2).
+"""The paper's decaying learning rate and the two Adam optimisers (docs/paper.md §2).
 
 The paper's eq. 6 was lost in extraction; it is "a variant of: the learning rate decreases with
 the iteration count", with parameters end_lr, init_set and gamma, and simple datasets going from
-0.002 to 0.0002. Reconstruction (R, SPEC §2):
+0.002 to 0.0002. Reconstruction (R, docs/paper.md §2):
 
     lr(t) = end_lr + (init_lr − end_lr) · gamma^(t / decay_steps)
 
 so lr(0) = init_lr, lr is monotone, and lr → end_lr. The generator uses 1.5 × the
-discriminator's rate at every iteration (SPEC §2). `t` is the paper iteration (one generator
-update); the discriminator's Adam counts n_critic updates per iteration, so its schedule is fed
-count // n_critic.
+discriminator's rate at every iteration (docs/paper.md §2). `t` is the paper iteration (one
+generator update); the discriminator's Adam counts n_critic updates per iteration, so its
+schedule is fed count // n_critic.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import optax
 
 
 def igan_decay(init_lr: float, end_lr: float, gamma: float, decay_steps: float) -> optax.Schedule:
-  """lr(t) = end_lr + (init_lr − end_lr) · gamma^(t / decay_steps).   (SPEC §2, reconstruction)
+  """lr(t) = end_lr + (init_lr − end_lr) · gamma^(t / decay_steps).   (docs/paper.md §2, R)
 
   Computed in float32, gamma included: for a gamma near 1 that float32 cannot hold exactly its
   rounding shifts gamma^t by up to ~t·2⁻²⁴ relative (the default gamma, 0.5, is exact)."""

@@ -1,4 +1,4 @@
-"""The whole training run as one pytree (DESIGN §1, §3).
+"""The whole training run as one pytree (docs/design.md §1, §3).
 
 `GANState` holds everything a training step needs: the iteration counter, the run's base key,
 both networks (params, batch-norm statistics, optimiser state) and, optionally, an EMA of the
@@ -40,7 +40,7 @@ class StepConfig:
   gp_weight: float
   noise_std: float
   ema_decay: float = 0.0
-  num_classes: int = 1     # N > 1: class-stacked models (igan_v2/vn), logits (N, B), SPEC §1.2
+  num_classes: int = 1     # N > 1: class-stacked models (igan_v2/vn, docs/paper.md §1.2)
   # Recipe choices the paper leaves open (config.loss; defaults = the first reconstruction):
   gp_center: float = 1.0   # the penalty's target norm: E[(‖∇D(x̂)‖ − gp_center)²]
   gp_bn: str = "batch"     # D's batch norm in the penalty's pass: "batch" | "running"

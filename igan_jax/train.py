@@ -1,13 +1,14 @@
 """Training: create_train_state, train_step (one paper iteration), train_steps, generate, and the
 loop train_and_evaluate (log, sample, checkpoint).
 
-One paper iteration (SPEC §2): n_critic discriminator updates, each on a fresh real batch with
-loss + λ·gradient penalty and Gaussian instance noise on both inputs, then one generator update
-with flipped labels. For the class-stacked models (igan_v2 / igan_vn, SPEC §1.2) every tensor
-gains a class axis after the critic axis: G makes one image per class from each z, discriminator
-k sees only class k (real and fake), and each loss is the sum over classes of the per-class
-loss, so each discriminator gets exactly the gradient of its own loss. Everything random in iteration t comes from fold_in(state.rng, t), the
-choice of real examples included (DESIGN §1), so a run restored from a checkpoint continues
+One paper iteration (docs/paper.md §2): n_critic discriminator updates, each on a fresh real
+batch with loss + λ·gradient penalty and Gaussian instance noise on both inputs, then one
+generator update with flipped labels. For the class-stacked models (igan_v2 / igan_vn,
+docs/paper.md §1.2) every tensor gains a class axis after the critic axis: G makes one image per
+class from each z, discriminator k sees only class k (real and fake), and each loss is the sum
+over classes of the per-class loss, so each discriminator gets exactly the gradient of its own
+loss. Everything random in iteration t comes from fold_in(state.rng, t), the choice of real
+examples included (docs/design.md §1), so a run restored from a checkpoint continues
 bit-exactly.
 """
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _d_logits(d: ModelState, params, real_n, fake_n, joint: bool):
 
 
 def _d_update(state: GANState, real, key):
-  """One discriminator update: adversarial loss on noisy real/fake + λ·GP (SPEC §2).
+  """One discriminator update: adversarial loss on noisy real/fake + λ·GP (docs/paper.md §2).
 
   real: (B, H, W, C), or (N, B, H, W, C) for the class-stacked models."""
   hp = state.hp
@@ -188,7 +189,7 @@ def _d_update(state: GANState, real, key):
 
 
 def _g_update(state: GANState, real, key):
-  """One generator update with flipped labels: fakes get the real target α (SPEC §2).
+  """One generator update with flipped labels: fakes get the real target α (docs/paper.md §2).
 
   real: the last critic update's real batch; used only with d_bn_batch = "joint", where D must
   see fakes in the same joint real + fake batch norm as in its own updates."""
@@ -373,7 +374,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class CollapseMonitor:
-  """SPEC §2's advice as a diagnostic: D's adversarial loss stuck near 0 (D wins outright)."""
+  """The paper's advice as a diagnostic (docs/paper.md §2): D's adversarial loss stuck near 0
+  (D wins outright)."""
 
   def __init__(self, threshold: float, patience: int):
     self.threshold, self.patience = threshold, patience
@@ -528,8 +530,9 @@ def _train_locked(config, workdir, config_dict, data, ckpt_lib, MetricWriter, sa
         if began is not None and not collapse.warned:
           collapse.warned = True
           print(f"[igan_jax] WARNING: the discriminator's loss has stayed below "
-                f"{config.collapse_threshold} since step {began} (SPEC §2: D wins; consider "
-                "stopping and adjusting the learning rates or n_critic)", flush=True)
+                f"{config.collapse_threshold} since step {began} (the discriminator is winning "
+                "outright; consider stopping and adjusting the learning rates or n_critic)",
+                flush=True)
           writer.write(step, {"collapse_began": began})
         window, t_window, steps_in_window, window_start = [], time.perf_counter(), 0, step
         if began is not None and config.stop_on_collapse:

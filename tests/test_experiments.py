@@ -84,7 +84,7 @@ def test_config_loads_and_validates(name, variant):
   assert recipe == {"dcgan": ("bce", 1, "constant", 2e-4, 0.5),
                     "wgan_gp": ("wasserstein", 5, "constant", 1e-4, 0.0),
                     "igan_paper": ("least_squares", 3, "igan_decay", 0.002, 0.5)}.get(
-                        variant, ("least_squares", 3, "constant", 2e-4, 0.5))  # SPEC §2
+                        variant, ("least_squares", 3, "constant", 2e-4, 0.5))  # docs/paper.md §2
   # The IGAN family trains with the measured recipe, igan_paper with base_config() as it is.
   if variant in ("igan", "igan_v2", "igan_vn"):
     assert all(c[k.split(".")[0]][k.split(".")[1]] == v for k, v in MEASURED_RECIPE.items())
@@ -157,7 +157,8 @@ def test_models_build_at_the_real_widths(name, variant):
   for (f, v, res), (gp, dp) in rows.items():
     if (f, v) == (name, variant):
       assert gp > 0 and dp > 0, (f, v, res)
-  # N discriminators are N copies of IGAN's (SPEC §1.2); the same data gives the same counts.
+  # N discriminators are N copies of IGAN's (docs/paper.md §1.2); the same data gives the same
+  # counts.
   res = EXPERIMENTS[name][2]
   if variant in models.CLASS_STACKED:
     n = 2 if variant == "igan_v2" else 10

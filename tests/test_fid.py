@@ -1,11 +1,21 @@
 """Feature-space metrics (igan_jax/evaluation/fid.py): FeatureStats, Fréchet distance, KID,
 precision/recall, density/coverage.
 
-Oracles from shared/NOTES-metrics.md "Oracles for tests": closed forms for the Fréchet
-distance (identity, identical, commuting, 1-D), scipy.linalg.sqrtm as an independent reference,
-invariances; KID against the explicit O(m²) double sum on the same subsets; P/R/D/C against a
-hand-built set with known k-NN radii, a brute-force per-point reference, and the 1 − 2^-k
-coverage law.
+Oracles, from the definitions of the metrics:
+- Fréchet distance between Gaussians, d² = ‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2(Σ1Σ2)^½) (Fréchet 1957;
+  Dowson & Landau 1982; as FID, Heusel et al. 2017), in closed form:
+  (1) Σ1 = Σ2 = I, μ1 = 0, μ2 = 1 in d = 2048 dimensions gives d;
+  (2) identical statistics give 0, also rank-deficient ones;
+  (3) commuting Σ1 = Q diag(a) Qᵀ, Σ2 = Q diag(b) Qᵀ give ‖μ1 − μ2‖² + Σ(√a − √b)²;
+  (4) in 1-D, (m1 − m2)² + (s1 − s2)²;
+  (5) scipy.linalg.sqrtm as an independent reference;
+  (6) fewer samples than dimensions: finite, real and ≥ 0;
+  (7) symmetry, FD(cX, cY) = c²·FD(X, Y) and FD(X + t, Y + t) = FD(X, Y).
+- KID (Bińkowski et al. 2018, "Demystifying MMD GANs"): the unbiased MMD² with the kernel
+  (x·y/d + 1)³ against the explicit O(m²) double sum on the same subsets.
+- Precision/recall (Kynkäänniemi et al. 2019) and density/coverage (Naeem et al. 2020): a
+  hand-built set with known k-NN radii, a brute-force per-point reference, and Naeem et al.'s
+  law E[coverage] → 1 − 2^-k for two draws of one distribution.
 """
 from __future__ import annotations
 
@@ -232,8 +242,8 @@ def test_fd_oracle6_fewer_samples_than_dims():
   assert value >= -1e-6
   # Same-distribution small samples: FD is biased upwards but must stay real and ≥ 0.
   assert fid_from_features(x, rng.standard_normal((d // 2, d))) >= -1e-6
-  # Agrees with the eigenvalues-of-Σ1Σ2 route (NOTES "Numerics"), loosely: that route loses
-  # ~√eps per null direction.
+  # Agrees with the other usual route, the square roots of the eigenvalues of Σ1Σ2, loosely:
+  # that route loses ~√eps per null direction.
   (mu1, s1), (mu2, s2) = feature_statistics(x), feature_statistics(y)
   ev = np.clip(np.linalg.eigvals(s1 @ s2).real, 0, None)
   alt = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(ev).sum()

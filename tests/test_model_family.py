@@ -1,4 +1,5 @@
-"""The model family (SPEC §1.2, §1.4): IGAN, IGAN_V2/VN, DCGAN, WGAN-GP built from a config.
+"""The model family (docs/paper.md §1.2, §1.4): IGAN, IGAN_V2/VN, DCGAN, WGAN-GP built from a
+config.
 
 Shapes and ranges at 28 and 96 for every model; the WGAN-GP critic has no batch norm; the
 vmapped class heads and class discriminators compute exactly what N separately applied modules

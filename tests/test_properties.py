@@ -1,5 +1,6 @@
 """Property tests (hypothesis) over random valid inputs: the learning-rate schedule, the
-adversarial losses and the gradient penalty (SPEC §2) are finite, have the right sign and bounds.
+adversarial losses and the gradient penalty (docs/paper.md §2) are finite, have the right sign
+and bounds.
 
 Arrays have fixed shapes and hyperparameters are traced arguments wherever the code allows, so
 each jitted function compiles once and the examples only run it.
@@ -24,7 +25,8 @@ def f32(lo, hi, **kw):
 
 
 # ---------------------------------------------------------------------------------------------
-# The schedule: lr(t) = end + (init − end)·γ^(t / decay_steps), G's = 1.5 × D's (SPEC §2).
+# The schedule: lr(t) = end + (init − end)·γ^(t / decay_steps), G's = 1.5 × D's
+# (docs/paper.md §2).
 
 # 64 iterations from 0 up to 10⁷ (beyond any run), sorted, duplicates allowed.
 STEPS = hnp.arrays(np.int64, 64, elements=st.integers(0, 10**7)).map(np.sort)
@@ -65,7 +67,7 @@ def test_schedule_finite_monotone_bounded_and_the_formula(params, steps):
 @given(schedule_params(float_decay_steps=False), STEPS)
 def test_generator_rate_is_one_and_a_half_times_the_discriminators(params, steps):
   cfg = base_config().optim
-  assert cfg.g_lr_ratio == 1.5  # SPEC §2
+  assert cfg.g_lr_ratio == 1.5  # docs/paper.md §2
   cfg.d_init_lr, cfg.d_end_lr, cfg.gamma, cfg.decay_steps = params
   d, g = optim.schedules(cfg)
   np.testing.assert_allclose(jax.jit(g)(steps), 1.5 * jax.jit(d)(steps), rtol=1e-6)

@@ -1,4 +1,4 @@
-"""How train_step wires the losses, pinned by values computed outside it (SPEC §2).
+"""How train_step wires the losses, pinned by values computed outside it (docs/paper.md §2).
 
 The other step tests only check that an iteration is finite, moves the parameters and is
 deterministic: they would still pass with the label targets α and β swapped, the generator

@@ -1,7 +1,7 @@
-"""One image in, one (res, res, 3) uint8 array out: the recipes of SPEC §3.
+"""One image in, one (res, res, 3) uint8 array out: the recipes of docs/paper.md §3.
 
 CelebA and LSUN are "pre-processed once, ahead of training, to 96×96×3"
-(SPEC §3); the paper gives no crop or filter, so these are reconstructions
+(docs/paper.md §3); the paper gives no crop or filter, so these are reconstructions
 (R) and every prepared dataset records the recipe it was made with (see
 `recipe_dict`):
 

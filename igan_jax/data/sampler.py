@@ -81,7 +81,7 @@ def sample_class_batches(images_u8: jax.Array, labels: jax.Array, key: jax.Array
 def sample_per_class_batches(images_u8: jax.Array, order: jax.Array, starts: jax.Array,
                              counts: jax.Array, key: jax.Array, shape: tuple[int, int]
                              ) -> jax.Array:
-    """One batch per class: for IGAN_V2/VN's per-class discriminators (SPEC §1.2).
+    """One batch per class: for IGAN_V2/VN's per-class discriminators (docs/paper.md §1.2).
 
     Class k's images are `images_u8[order[starts[k] : starts[k] + counts[k]]]`
     (`igan_jax.input_pipeline.class_index` builds this once on the host);

@@ -258,7 +258,7 @@ def sample_images(name: str, n: int, split: str = "train", seed: int = 0,
 
     They are the first `n` samples of epoch 0 of `stream_batches(name, split,
     seed=seed, label=label)`: deterministic for a seed, read straight from the
-    prepared shards (e.g. 10,000 real LSUN bedrooms for FID, SPEC §3).
+    prepared shards (e.g. 10,000 real LSUN bedrooms for FID, docs/paper.md §3).
     """
     from igan_jax.data import image_datasets  # pylint: disable=g-import-not-at-top
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:

@@ -1,4 +1,4 @@
-"""A small CNN classifier for 28×28 datasets: the second evaluation backbone (DESIGN §5).
+"""A small CNN classifier for 28×28 datasets: the second evaluation backbone (docs/design.md §5).
 
 Why a second backbone: FID-Inception on 28×28 grayscale images resizes them ~10× to 299×299 and
 feeds them to a network trained on ImageNet photos; its features say little about what makes a

@@ -1,6 +1,7 @@
 """Generators and discriminators, built from a config; parameter counts.
 
-Models know nothing of training or datasets (DESIGN §2): they map z to images and images to logits.
+Models know nothing of training or datasets (docs/design.md §2): they map z to images and images
+to logits.
 
     name       generator                             discriminator
     igan       IGANGenerator      z → (B, H, W, C)   ResidualDiscriminator  (B, H, W, C) → (B,)

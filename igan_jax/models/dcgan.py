@@ -1,5 +1,6 @@
-"""The DCGAN baseline (SPEC §1.4; Radford, Metz & Chintala 2015, "Unsupervised representation
-learning with deep convolutional GANs", §3 "Approach and model architecture", Fig. 1).
+"""The DCGAN baseline (docs/paper.md §1.4; Radford, Metz & Chintala 2015, "Unsupervised
+representation learning with deep convolutional GANs", §3 "Approach and model architecture",
+Fig. 1).
 
 The paper's architecture guidelines (§3), all followed here (S = stated by DCGAN):
 - S: no pooling; strided convolutions in the discriminator, fractionally-strided (transposed)

@@ -1,4 +1,4 @@
-"""The residual discriminator (SPEC §1.3, paper Fig. 8–9).
+"""The residual discriminator (docs/paper.md §1.3, paper Fig. 8–9).
 
 Stated: a residual classifier simpler than the generator; conv block = Conv + BN + LeakyReLU;
 residual blocks of such; strided convolutions instead of pooling.

@@ -11,8 +11,8 @@ LeakyReLU after every conv, dropout in some layers, final conv + BN + tanh.
 Reconstructed (R): main-path schedule 4→12→24→48→96 = PixelShuffle×3, ConvT×2,
 PixelShuffle×2, ConvT×2; the 28×28 variant 7→14→28 = PixelShuffle×2, ConvT×2 with 7×7 and
 14×14 stems (kernels 4 and 2); dropout 0.2 after the first two main-path blocks; the dense stems
-get BN + LeakyReLU like every conv. The same reconstruction as the PyTorch yardstick in
-PyTorch reference implementation used for speed comparisons, so they are like for like.
+get BN + LeakyReLU like every conv. The same reconstruction as the PyTorch reference
+implementation used for speed comparisons, so they are like for like.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""IGAN_V2 / IGAN_VN: one generator for N classes, one discriminator per class (SPEC §1.2,
-paper §1.2 Fig. 5–7).
+"""IGAN_V2 / IGAN_VN: one generator for N classes, one discriminator per class (docs/paper.md
+§1.2, paper §1.2 Fig. 5–7).
 
 What the paper says (S), in its words: "extend the IGAN network: after every transposed
 convolution add a convolution with the same channel count and stride 1 (more representational
@@ -20,28 +20,28 @@ The figures are lost; the split below is our reading (R), chosen to follow those
   `left` is "the branch module produced by the other (4×4) module", shared by every head
   (parameter names and shapes as in igan.py, so an IGAN trunk can be read into it).
 - Deeper (S): after every transposed convolution, i.e. the main path's "ct" blocks, the shortcut
-  (a transposed conv with kernel = stride, SPEC §1.1) and the heads' up-convolutions, a 3×3
-  stride-1 conv with the same channel count, followed like every conv by BN + LeakyReLU (S §1.1).
-  The main path's PixelShuffle blocks are convolutions + depth-to-space, not transposed
-  convolutions, and get none (R).
+  (a transposed conv with kernel = stride, docs/paper.md §1.1) and the heads' up-convolutions, a
+  3×3 stride-1 conv with the same channel count, followed like every conv by BN + LeakyReLU (S,
+  docs/paper.md §1.1). The main path's PixelShuffle blocks are convolutions + depth-to-space,
+  not transposed convolutions, and get none (R).
 - Heads (R): one per class, starting right after the branch module (its Dense + BN + LeakyReLU
   output is shared). A head is an IBlock taking the branch map to res×res×C — it replaces IGAN's
   single 24→96 transposed conv, and "two up-convolution layers" are exactly the two ×2 steps
-  24→48→96 — then the element-wise sum with `left` (IGAN's "addition", SPEC §1.1), then
-  Conv 3×3 → BN → tanh. At 28 the branch map (14) needs one ×2 step: the IBlock's second
+  24→48→96 — then the element-wise sum with `left` (IGAN's "addition", docs/paper.md §1.1),
+  then Conv 3×3 → BN → tanh. At 28 the branch map (14) needs one ×2 step: the IBlock's second
   up-convolution has stride 1 (a stride-1 transposed 3×3 conv is a 3×3 conv) so a head has the
   same layer count at both resolutions (R).
 - Dropout (R) as IGAN's: after the first two main-path blocks; none in the heads.
 
-The N heads and the N discriminators are stacked parameters run by `nn.vmap` (SPEC §1.2 R,
-DESIGN §3): one compiled program for N classes instead of N Python-level copies, the saving the
-paper's own future work (§4 (3)) asks for. Each head and each discriminator has its own batch
-norm statistics (`batch_stats` stacked on the same leading class axis as `params`). On XLA:CPU
-the vmapped convolutions become grouped convolutions, and one training step of the N = 10
-discriminators ran ~13× slower than N plain copies (the weight gradient above all), so the same
-stacked variables can also be evaluated by a fully unrolled `nn.scan` (`stack`, STACK_IMPLS;
-benchmarks/igan_vn_cost.py has the numbers). The two initialise with different
-random streams but, given the same variables, compute the same function.
+The N heads and the N discriminators are stacked parameters run by `nn.vmap` (docs/paper.md
+§1.2 R, docs/design.md §3): one compiled program for N classes instead of N Python-level copies,
+the saving the paper's own future work (§4 (3)) asks for. Each head and each discriminator has
+its own batch norm statistics (`batch_stats` stacked on the same leading class axis as
+`params`). On XLA:CPU the vmapped convolutions become grouped convolutions, and one training
+step of the N = 10 discriminators ran ~13× slower than N plain copies (the weight gradient above
+all), so the same stacked variables can also be evaluated by a fully unrolled `nn.scan`
+(`stack`, STACK_IMPLS; benchmarks/igan_vn_cost.py has the numbers). The two initialise with
+different random streams but, given the same variables, compute the same function.
 IGAN_V2 is IGAN_VN with N = 2.
 """
 from __future__ import annotations
@@ -73,8 +73,8 @@ HEAD_UPS = {96: (2, 2), 28: (2, 1)}
 #   "unroll": nn.scan fully unrolled: N plain copies of the network in ONE program, each reading
 #             its slice of the stacked parameters; fast on XLA:CPU, compile time grows with N.
 #             (A rolled scan, a while loop, measured slower still on XLA:CPU.)
-#   "auto":   "unroll" on CPU, "vmap" elsewhere (DESIGN §1.2: choose per backend by measurement;
-#             not yet measured on a GPU).
+#   "auto":   "unroll" on CPU, "vmap" elsewhere (docs/design.md §1.2: choose per backend by
+#             measurement; not yet measured on a GPU).
 STACK_IMPLS = ("vmap", "unroll", "auto")
 
 # The stacked (class) axis: leading in every stacked parameter, batch statistic and output.
@@ -107,7 +107,8 @@ def apply_stacked(member: nn.Module, n: int, impl: str, train: bool, args, in_ax
 
 
 class _Layers(nn.Module):
-  """Shared helpers: BN + LeakyReLU after every conv (S §1.1), and the stride-1 deepening conv."""
+  """Shared helpers: BN + LeakyReLU after every conv (S, docs/paper.md §1.1), and the stride-1
+  deepening conv."""
   channels: int = 64
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
@@ -186,7 +187,7 @@ class IGANVNHead(_Layers):
         h = nn.Conv(self.channels, (3, 3), dtype=self.dtype, name=f"iblock{j}_convT")(h)
       h = self._bn_act(h, train, f"iblock{j}_bn")
       h = self._refine(h, train, f"iblock{j}_refine")
-    h = h + left  # joined with the 4×4 module's branch: element-wise (SPEC §1.1)
+    h = h + left  # joined with the 4×4 module's branch: element-wise (docs/paper.md §1.1)
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name="out_conv")(h)
     if self.output_norm:  # the paper's "Conv + BN + tanh"; DCGAN §3 leaves this layer bare
       h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,

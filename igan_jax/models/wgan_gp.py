@@ -1,4 +1,4 @@
-"""The WGAN-GP baseline (SPEC §1.4; Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville 2017,
+"""The WGAN-GP baseline (docs/paper.md §1.4; Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville 2017,
 "Improved training of Wasserstein GANs").
 
 - S (their §4, "No critic batch normalization"): the penalty is on each input's own gradient

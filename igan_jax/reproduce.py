@@ -1,0 +1,513 @@
+"""The Fashion-MNIST reproduction table: one command trains, evaluates and tabulates every run.
+
+    python -m igan_jax.reproduce --root=runs/reproduction            # the whole table
+    python -m igan_jax.reproduce --root=runs/reproduction --dry_run  # what it would do
+    make reproduce                                                    # the same, via make
+
+Rows (`--rows`, default igan, dcgan, wgan_gp): each model trained with its own recipe
+(`experiments/fashion_mnist.py:<variant>`) for the same number of iterations B (`--iterations`,
+default 3,000) from several training seeds (`--seeds`, default IGAN 0, 1, 2 and each baseline
+0, 1). One run = one workdir `<root>/<variant>_seed<k>`, trained by the project's own command
+(`python -m igan_jax.main ...`, a subprocess per run, printed before it starts), with FID during
+training every B / 10 iterations (classifier, N = 2,000: the curves).
+
+Every stage skips what is done and resumes what was stopped, so the same command picks up
+wherever an earlier call was killed, on this machine or another:
+  1. train: skipped when `<workdir>/checkpoints/<B>` exists; otherwise the training command,
+     which resumes from the run's latest checkpoint;
+  2. evaluate: checkpoint B with `evaluate.evaluate_workdir` (latent seed 0; the classifier at
+     N = `--num_samples` = 10,000 vs 10,000 test images, the FID Inception at N =
+     `--inception_samples`, each with its real-vs-real floor at that N), written to
+     `<workdir>/eval/<B>.json`; skipped when a record of step B with the same protocol exists;
+  3. table: the run report's log and grid numbers (igan_jax.report: spike ratio, period-2 power,
+     brightness, training seconds) and the evaluation's numbers per run, mean ± sd over seeds per
+     model, written to `<root>/reproduction.json` and `<root>/reproduction.md`, with the last
+     grid of every run and all FID-during-training curves in one figure (both in
+     `<root>/reproduction/`, beside the page).
+`--docs=DIR` also copies the page, figure and grids to DIR/reproduction.md, DIR/reproduction/.
+
+The machine each run trained on is recorded per training call in `<workdir>/machines.jsonl`
+(CPU family, cores, JAX backend, steps and seconds): compare wall-clock only between runs of
+one machine kind.
+
+The Inception network runs ~6.5 images/s on 2 CPU cores, hence the default N = 2,000 there
+(~5 min per run, and ~10 min once for the two real references, cached); on a GPU pass
+`--inception_samples=10000`, the paper's protocol.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+EXPERIMENT = "experiments/fashion_mnist.py"
+IMAGES = "reproduction"  # <root>/reproduction/: the grids and the curves, beside the page
+DEFAULT_ITERATIONS = 3_000
+DEFAULT_SEEDS = {"igan": (0, 1, 2), "dcgan": (0, 1), "wgan_gp": (0, 1), "igan_v2": (0,),
+                 "igan_paper": (0, 1)}
+LABELS = {"igan": "IGAN", "dcgan": "DCGAN", "wgan_gp": "WGAN-GP", "igan_v2": "IGAN_V2",
+          "igan_vn": "IGAN_VN", "igan_paper": "IGAN (paper-literal recipe)"}
+# Columns of the table: (key in a run's summary, header, format).
+COLUMNS = (
+    ("classifier_fid", "classifier FID", "{:.1f}"),
+    ("inception_fid", "Inception FID", "{:.1f}"),
+    ("inception_kid", "Inception KID ×10³", "{:.1f}"),
+    ("precision", "precision", "{:.3f}"),
+    ("recall", "recall", "{:.3f}"),
+    ("class_entropy", "class entropy (nats)", "{:.3f}"),
+    ("mean_confidence", "confidence", "{:.3f}"),
+    ("spike_ratio", "spike ratio", "{:.2f}"),
+    ("period2_power", "period-2 power", "{:.4f}"),
+    ("train_minutes", "training minutes", "{:.1f}"),
+)
+
+
+class ReproduceError(RuntimeError):
+  """A stage cannot go on; str(e) says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  variant: str
+  seed: int
+  workdir: str
+
+  @property
+  def name(self) -> str:
+    return f"{self.variant}_seed{self.seed}"
+
+
+def plan(root: str, variants: Sequence[str], seeds: dict[str, Sequence[int]]) -> list[Run]:
+  """The runs of the table, in the order they train (every model's first seed first, so a
+  table stopped early already compares all models)."""
+  root = os.path.abspath(os.path.expanduser(root))
+  per_model = [[Run(v, s, os.path.join(root, f"{v}_seed{s}")) for s in seeds[v]]
+               for v in variants]
+  depth = max((len(r) for r in per_model), default=0)
+  return [runs[i] for i in range(depth) for runs in per_model if i < len(runs)]
+
+
+def train_command(run: Run, iterations: int, eval_every: int, python: str = sys.executable,
+                  extra: Sequence[str] = ()) -> list[str]:
+  """The project's own training command for `run` (resumes when its workdir has checkpoints)."""
+  return [python, "-m", "igan_jax.main", f"--config={EXPERIMENT}:{run.variant}",
+          f"--workdir={run.workdir}", f"--config.num_iterations={iterations}",
+          f"--config.seed={run.seed}", f"--config.eval_every={eval_every}", *extra]
+
+
+def trained(workdir: str, iterations: int) -> bool:
+  """Whether the run holds a committed checkpoint of step `iterations` (orbax writes a step to a
+  temporary directory and renames it to the bare number only when complete)."""
+  return os.path.isdir(os.path.join(workdir, "checkpoints", str(iterations)))
+
+
+def machine_record() -> dict:
+  from igan_jax.report import machine
+  return machine()
+
+
+def train(run: Run, iterations: int, eval_every: int, extra: Sequence[str] = (),
+          log=print) -> float:
+  """Trains (or resumes) `run` to `iterations`; appends the machine to machines.jsonl; returns
+  the seconds the command took."""
+  cmd = train_command(run, iterations, eval_every, extra=extra)
+  log("$ " + " ".join(cmd[1:] if cmd[0] == sys.executable else cmd))
+  os.makedirs(run.workdir, exist_ok=True)
+  start_step = _latest_step(run.workdir)
+  t0 = time.time()
+  env = dict(os.environ)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+  with open(os.path.join(run.workdir, "train.log"), "a") as out:
+    proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env)
+  seconds = time.time() - t0
+  with open(os.path.join(run.workdir, "machines.jsonl"), "a") as f:
+    f.write(json.dumps(dict(machine=machine_record(), from_step=start_step,
+                            to_step=_latest_step(run.workdir), seconds=round(seconds, 1),
+                            returncode=proc.returncode,
+                            time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))) + "\n")
+  if proc.returncode != 0 or not trained(run.workdir, iterations):
+    raise ReproduceError(
+        f"training {run.name} stopped (exit code {proc.returncode}); its output is in "
+        f"{run.workdir}/train.log. Fix the cause and rerun the same command: it resumes")
+  return seconds
+
+
+def _latest_step(workdir: str) -> int | None:
+  steps = [int(os.path.basename(p)) for p in glob.glob(os.path.join(workdir, "checkpoints", "*"))
+           if os.path.basename(p).isdigit()]
+  return max(steps) if steps else None
+
+
+def eval_protocol(num_samples: int, inception_samples: int) -> dict:
+  """What an evaluation of the table must have measured to be reused."""
+  return dict(classifier=num_samples, inception=inception_samples)
+
+
+def find_evaluation(workdir: str, step: int, protocol: dict) -> dict | None:
+  """A record `<workdir>/eval/<step>[.k].json` that measured every backbone of `protocol` at its
+  N with latent seed 0 (newest first), or None."""
+  paths = sorted(glob.glob(os.path.join(workdir, "eval", f"{step}.json")) +
+                 glob.glob(os.path.join(workdir, "eval", f"{step}.*.json")),
+                 key=os.path.getmtime, reverse=True)
+  for path in paths:
+    try:
+      with open(path) as f:
+        record = json.load(f)
+    except (OSError, ValueError):
+      continue
+    if record.get("step") != step or record["protocol"].get("seeds") != [0]:
+      continue
+    backbones = record.get("backbones", {})
+    if all(name in backbones and backbones[name]["protocol"]["n"] == n
+           for name, n in protocol.items() if n > 0):
+      return record
+  return None
+
+
+def evaluate(run: Run, step: int, protocol: dict, log=print) -> dict:
+  """Evaluates checkpoint `step` of `run` unless an evaluation with `protocol` exists."""
+  record = find_evaluation(run.workdir, step, protocol)
+  if record is not None:
+    log(f"{run.name}: evaluation of step {step} exists, reused")
+    return record
+  from igan_jax import evaluate as evaluate_lib
+  config = _saved_config(run.workdir)
+  backbones = tuple(name for name, n in protocol.items() if n > 0)
+  log(f"{run.name}: evaluating step {step} ({', '.join(f'{b} N={protocol[b]}' for b in backbones)})")
+  record = evaluate_lib.evaluate_workdir(
+      config, run.workdir, step=step, num_samples=protocol["classifier"], seeds=(0,),
+      backbones=backbones, inception_samples=protocol.get("inception", 0), verbose=False)
+  missing = [b for b in backbones if b not in record["backbones"]]
+  if missing:
+    raise ReproduceError(f"{run.name}: backbone(s) {missing} could not run: "
+                         f"{record['skipped']}")
+  return record
+
+
+def _saved_config(workdir: str):
+  from igan_jax import config as config_lib
+  with open(os.path.join(workdir, "config.json")) as f:
+    return config_lib.from_saved(json.load(f))
+
+
+def summarise(run: Run, step: int, record: dict) -> dict[str, Any]:
+  """One run's numbers: the report's log and grid numbers and the evaluation's."""
+  from igan_jax import report
+  log_rows = report.read_log(run.workdir)
+  log_summary = report.log_summary(log_rows)
+  grid_path, grid_step = report.find_grid(run.workdir, step)
+  grid = report.grid_summary(grid_path, _saved_config(run.workdir).data.resolution)
+  out: dict[str, Any] = dict(run=run.name, variant=run.variant, seed=run.seed, step=step,
+                             workdir=run.workdir, grid=grid_path,
+                             spike_ratio=log_summary["spike_ratio"],
+                             period2_power=grid["period2_power"], brightness=grid["brightness"],
+                             train_minutes=log_summary["train_seconds_from_log"] / 60,
+                             rollbacks=log_summary["rollbacks"],
+                             evaluation=record.get("path"))
+  backbones = record["backbones"]
+  if "classifier" in backbones:
+    b = backbones["classifier"]
+    out.update(classifier_fid=b["mean"]["fid"], classifier_floor=b["floor"]["fid"],
+               classifier_n=b["protocol"]["n"], precision=b["mean"]["precision"],
+               recall=b["mean"]["recall"])
+    cm = record["class_metrics"]["mean"]
+    out.update(class_entropy=cm["entropy"], mean_confidence=cm["mean_confidence"])
+  if "inception" in backbones:
+    b = backbones["inception"]
+    out.update(inception_fid=b["mean"]["fid"], inception_floor=b["floor"]["fid"],
+               inception_kid=1e3 * b["mean"]["kid"], inception_kid_floor=1e3 * b["floor"]["kid"],
+               inception_n=b["protocol"]["n"])
+  out["machines"] = _machines(run.workdir)
+  out["fid_curve"] = [(s, v) for s, v in _fid_curve(run.workdir) if s <= step]
+  return out
+
+
+def _machines(workdir: str) -> list[str]:
+  """The distinct machine kinds the run trained on ("AMD EPYC, family 25, 2 cores")."""
+  kinds = []
+  try:
+    with open(os.path.join(workdir, "machines.jsonl")) as f:
+      for line in f:
+        try:
+          m = json.loads(line)["machine"]
+        except (ValueError, KeyError):
+          continue
+        kind = (f"{m.get('model_name', m.get('processor', '?'))}, family "
+                f"{m.get('cpu_family', '?')}, {m.get('cores', '?')} cores")
+        if kind not in kinds:
+          kinds.append(kind)
+  except OSError:
+    pass
+  return kinds
+
+
+def _fid_curve(workdir: str) -> list[tuple[int, float]]:
+  from igan_jax import plots
+  series = plots.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  keys = [k for k in series if k.startswith("fid_") and not k.endswith("_floor")
+          and not k.endswith("_ema")]
+  return sorted(series[keys[0]]) if keys else []
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
+  """Mean and sample standard deviation (N − 1 divisor; None for one value)."""
+  n = len(values)
+  mean = sum(values) / n
+  if n < 2:
+    return mean, None
+  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def aggregate(summaries: Sequence[dict]) -> list[dict]:
+  """Per model (in first-seen order): n runs and mean / sd of every column present in all."""
+  rows = []
+  for variant in dict.fromkeys(s["variant"] for s in summaries):
+    runs = [s for s in summaries if s["variant"] == variant]
+    row: dict[str, Any] = dict(variant=variant, label=LABELS.get(variant, variant),
+                               seeds=[r["seed"] for r in runs])
+    for key, _, _ in COLUMNS + (("classifier_floor", "", ""), ("inception_floor", "", ""),
+                                ("inception_kid_floor", "", ""), ("inception_n", "", ""),
+                                ("classifier_n", "", "")):
+      values = [r[key] for r in runs if r.get(key) is not None]
+      if len(values) == len(runs):
+        row[key] = mean_sd(values)
+    rows.append(row)
+  return rows
+
+
+def _cell(value, fmt: str) -> str:
+  if value is None:
+    return "—"
+  mean, sd = value
+  return fmt.format(mean) + ("" if sd is None else " ± " + fmt.format(sd))
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+  """The table: one line per model, mean ± sd over its seeds."""
+  header = ["model", "seeds"] + [h for _, h, _ in COLUMNS]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for row in rows:
+    cells = [row["label"], str(len(row["seeds"]))]
+    cells += [_cell(row.get(key), fmt) for key, _, fmt in COLUMNS]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def runs_table(summaries: Sequence[dict]) -> str:
+  """Every run on its own line (the numbers behind the means)."""
+  keys = [c for c in COLUMNS]
+  header = ["run"] + [h for _, h, _ in keys] + ["machine"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for s in summaries:
+    cells = [s["run"]] + [("—" if s.get(k) is None else f.format(s[k])) for k, _, f in keys]
+    cells.append("; ".join(s["machines"]) or "not recorded")
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def fid_curves_figure(summaries: Sequence[dict], path: str) -> str | None:
+  """All runs' FID-during-training curves in one figure, one colour per model."""
+  if not any(s["fid_curve"] for s in summaries):
+    return None
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(8, 4.5), layout="constrained")
+  ax = fig.subplots()
+  colours = {}
+  palette = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+  for s in summaries:
+    if not s["fid_curve"]:
+      continue
+    colour = colours.setdefault(s["variant"], palette[len(colours) % len(palette)])
+    steps, values = zip(*s["fid_curve"])
+    label = LABELS.get(s["variant"], s["variant"]) if s["seed"] == min(
+        t["seed"] for t in summaries if t["variant"] == s["variant"]) else None
+    ax.plot(steps, values, color=colour, alpha=0.8, linewidth=1.3, marker=".", label=label)
+  ax.set_xlabel("iteration")
+  ax.set_ylabel("classifier FID, N = 2,000 (lower is better)")
+  ax.set_yscale("log")
+  ax.grid(True, alpha=0.3, which="both")
+  ax.legend(loc="best")
+  ax.set_title("FID during training, every seed")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.savefig(path + ".tmp.png", dpi=110)
+  os.replace(path + ".tmp.png", path)
+  return path
+
+
+def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: int,
+               protocol: dict, commands: list[str], eval_every: int,
+               train_flags: Sequence[str] = (), root_label: str | None = None) -> str:
+  """Writes <root>/reproduction.md and .json, the grids and the curves (<root>/reproduction/);
+  returns the page's path."""
+  grid_dir = os.path.join(root, IMAGES)
+  os.makedirs(grid_dir, exist_ok=True)
+  for s in summaries:
+    shutil.copyfile(s["grid"], os.path.join(grid_dir, f"{s['run']}.png"))
+  curves = fid_curves_figure(summaries, os.path.join(grid_dir, "fid_curves.png"))
+  floors = []
+  for key, label in (("classifier_floor", "classifier"), ("inception_floor", "Inception")):
+    vals = [s[key] for s in summaries if s.get(key) is not None]
+    if vals:
+      floors.append(f"{label} FID {min(vals):.2f}")
+  lines = [
+      f"# Fashion-MNIST reproduction table ({iterations:,} iterations per run)", "",
+      "Generated by `python -m igan_jax.reproduce` (the command below); every number comes from "
+      "the runs' own workdirs. Mean ± sd over training seeds; each run evaluated at its last "
+      f"checkpoint (step {iterations:,}) with latent seed 0: classifier features at N = "
+      f"{protocol['classifier']:,} generated vs {protocol['classifier']:,} test images"
+      + (f", FID Inception-V3 at N = {protocol['inception']:,} (KID on the same features)"
+         if protocol.get("inception") else "") + ". "
+      f"Real-vs-real floors at the same N: {', '.join(floors) or '—'}.",
+      "", markdown_table(rows), "",
+      "Spike ratio: max / median of the logged d_loss past the first 10 % of the run; period-2 "
+      "power: the checkerboard share of the last sample grid's spectrum; training minutes: the "
+      "log's Σ iterations / speed (evaluations excluded).", "",
+      "## Every run", "", runs_table(summaries), "",
+  ]
+  if curves:
+    lines += ["## FID during training", "", "![FID curves](reproduction/fid_curves.png)", ""]
+  lines += ["## Last sample grids", ""]
+  for s in summaries:
+    lines.append(f"**{s['run']}** (step {s['step']:,})  ")
+    lines.append(f"![{s['run']}](reproduction/{s['run']}.png)")
+    lines.append("")
+  lines += ["## Commands", "", "```bash", "python -m igan_jax.reproduce " + " ".join(commands),
+            "```", "", "Each training run it started:", "", "```bash"]
+  # Workdirs as the user named the root (runs/reproduction/igan_seed0), not this machine's path.
+  label = root_label or root
+  lines += [" ".join(train_command(Run(s["variant"], s["seed"], os.path.join(label, s["run"])),
+                                   iterations, eval_every, python="python", extra=train_flags))
+            for s in summaries]
+  lines += ["```", ""]
+  page = os.path.join(root, "reproduction.md")
+  with open(page + ".tmp", "w") as f:
+    f.write("\n".join(lines))
+  os.replace(page + ".tmp", page)
+  with open(os.path.join(root, "reproduction.json"), "w") as f:
+    json.dump(dict(iterations=iterations, protocol=protocol, models=rows, runs=summaries), f,
+              indent=2, default=list)
+  return page
+
+
+def copy_to_docs(root: str, summaries: Sequence[dict], docs: str) -> str:
+  """docs/reproduction.md with its images under docs/reproduction/ (the page names paths only
+  as the command was given them: a relative --root keeps this machine's paths out of it)."""
+  img_dir = os.path.join(docs, "reproduction")
+  os.makedirs(img_dir, exist_ok=True)
+  for s in summaries:
+    shutil.copyfile(os.path.join(root, IMAGES, f"{s['run']}.png"),
+                    os.path.join(img_dir, f"{s['run']}.png"))
+  curves = os.path.join(root, IMAGES, "fid_curves.png")
+  if os.path.exists(curves):
+    shutil.copyfile(curves, os.path.join(img_dir, "fid_curves.png"))
+  target = os.path.join(docs, "reproduction.md")
+  with open(os.path.join(root, "reproduction.md")) as f:
+    text = f.read()
+  with open(target, "w") as f:
+    f.write(text)
+  return target
+
+
+def parse_seeds(specs: Sequence[str], variants: Sequence[str]) -> dict[str, tuple[int, ...]]:
+  """`["igan=0,1,2", "dcgan=0"]` over DEFAULT_SEEDS (a variant not named: its default, else 0)."""
+  seeds = {v: DEFAULT_SEEDS.get(v, (0,)) for v in variants}
+  for spec in specs:
+    name, _, values = spec.partition("=")
+    if name not in seeds or not values:
+      raise ReproduceError(f"--seeds {spec!r}: expected <variant>=<seed>[,<seed>...] with a "
+                           f"variant of --rows ({', '.join(variants)})")
+    try:
+      seeds[name] = tuple(int(v) for v in values.split(","))
+    except ValueError:
+      raise ReproduceError(f"--seeds {spec!r}: seeds must be integers") from None
+  return seeds
+
+
+def main(argv=None) -> int:
+  from igan_jax import config as config_lib
+  p = argparse.ArgumentParser(prog="python -m igan_jax.reproduce",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--root", default="runs/reproduction", help="where the runs' workdirs go")
+  p.add_argument("--rows", default="igan,dcgan,wgan_gp",
+                 help="variants of experiments/fashion_mnist.py, comma-separated")
+  p.add_argument("--seeds", action="append", default=[],
+                 help="per variant, e.g. --seeds=igan=0,1,2 (repeatable)")
+  p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="B, every run's length")
+  p.add_argument("--num_samples", type=int, default=10_000, help="classifier N")
+  p.add_argument("--inception_samples", type=int, default=2_000,
+                 help="Inception N (0 = no Inception); 10000 is the paper's protocol")
+  p.add_argument("--eval_every", type=int, default=0,
+                 help="FID during training every this many iterations (0 = iterations / 10)")
+  p.add_argument("--train_flag", action="append", default=[],
+                 help="one more flag for every training command, e.g. "
+                      "--train_flag=--config.model.dtype=bfloat16 (repeatable)")
+  p.add_argument("--stage", choices=("all", "train", "table"), default="all",
+                 help="train: runs only; table: evaluate and tabulate the runs that are trained")
+  p.add_argument("--docs", default="", help="also write DIR/reproduction.md and its images")
+  p.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
+  args = p.parse_args(argv)
+  variants = [v for v in args.rows.split(",") if v]
+  try:
+    for v in variants:
+      if v not in config_lib.VARIANTS:
+        raise ReproduceError(f"--rows: unknown variant {v!r}; one of {config_lib.VARIANTS}")
+    if args.iterations < 10:
+      raise ReproduceError(f"--iterations must be ≥ 10, got {args.iterations}")
+    runs = plan(args.root, variants, parse_seeds(args.seeds, variants))
+    protocol = eval_protocol(args.num_samples, args.inception_samples)
+    eval_every = args.eval_every or max(1, args.iterations // 10)
+    _log(f"{len(runs)} runs of {args.iterations:,} iterations under {os.path.abspath(args.root)}")
+    if args.stage in ("all", "train"):
+      for run in runs:
+        if trained(run.workdir, args.iterations):
+          _log(f"{run.name}: trained to {args.iterations:,}, skipped")
+        elif args.dry_run:
+          _log("would run: " + " ".join(train_command(run, args.iterations, eval_every,
+                                                      python="python", extra=args.train_flag)))
+        else:
+          train(run, args.iterations, eval_every, extra=args.train_flag, log=_log)
+    if args.stage == "train" or args.dry_run:
+      return 0
+    done = [r for r in runs if trained(r.workdir, args.iterations)]
+    if not done:
+      raise ReproduceError(f"no run under {args.root} is trained to {args.iterations:,}; run "
+                           "with --stage=all (or train) first")
+    summaries = []
+    for run in done:
+      record = evaluate(run, args.iterations, protocol, log=_log)
+      summaries.append(summarise(run, args.iterations, record))
+    rows = aggregate(summaries)
+    commands = [f"--{k}={getattr(args, k)}" for k in ("root", "rows", "iterations",
+                                                        "inception_samples")]
+    commands += [f"--seeds={s}" for s in args.seeds]
+    commands += [f"--train_flag={f}" for f in args.train_flag]
+    page = write_page(os.path.abspath(args.root), rows, summaries, args.iterations, protocol,
+                      commands, eval_every, args.train_flag, root_label=args.root)
+    _log(f"wrote {page}")
+    if args.docs:
+      _log(f"wrote {copy_to_docs(os.path.abspath(args.root), summaries, args.docs)}")
+    print(markdown_table(rows), flush=True)
+    missing = [r.name for r in runs if r not in done]
+    if missing:
+      _log(f"not trained yet (not in the table): {', '.join(missing)}")
+  except ReproduceError as e:
+    print(f"igan_jax.reproduce: error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+def _log(msg: str):
+  print(f"[igan_jax] reproduce: {msg}", flush=True)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
