@@ -27,8 +27,9 @@ refused: CelebA's labels here are one binary attribute, two classes, which is ig
 
 Learning rate: docs/paper.md §2 gives the decay 0.002 → 0.0002 for the simple datasets (the paper,
 §3.2: starting at 0.0002 there lets D's loss collapse) and states no learning rate for CelebA or
-LSUN. We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
-(--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
+LSUN. `igan_paper` keeps the only schedule the paper states (the base config's); `igan`,
+`igan_v2` and `igan_vn` train with the measured recipe's constant 0.0002 (G 0.0003), chosen on
+Fashion-MNIST (docs/ablation.md) and not yet measured at 96×96.
 
 Measured time per 1,000 iterations on CPU at 96×96 (benchmarks/throughput.py, 2-core AMD EPYC
 Zen 5, batch 64, fp32; README "Speed"): igan 2.2 h (0.120–0.128 it/s; PyTorch yardstick 0.099),

@@ -29,8 +29,9 @@ refused: the data here has at most two classes, which is igan_v2.
 
 Learning rate: docs/paper.md §2 gives the decay 0.002 → 0.0002 for the simple datasets (the paper,
 §3.2: starting at 0.0002 there lets D's loss collapse) and states no learning rate for CelebA or
-LSUN. We keep the only schedule the paper states (the base config's); starting at 0.0002 instead
-(--config.optim.d_init_lr=0.0002, i.e. a constant 0.0002) is the other reading of that sentence.
+LSUN. `igan_paper` keeps the only schedule the paper states (the base config's); `igan`,
+`igan_v2` and `igan_vn` train with the measured recipe's constant 0.0002 (G 0.0003), chosen on
+Fashion-MNIST (docs/ablation.md) and not yet measured at 96×96.
 
 Measured time per 1,000 iterations on CPU: the shapes are CelebA's (96×96×3), and so are the
 timings in experiments/celeba.py and README "Speed" — igan 2.2 h (0.120–0.128 it/s), dcgan

@@ -18,6 +18,7 @@ RESOLUTIONS = (28, 96)
 GP_BN = ("batch", "running")             # = the choices train._d_update implements
 D_BN_BATCH = ("separate", "joint")
 UPSAMPLE_INITS = ("default", "icnr")     # = igan_jax.models.igan.UPSAMPLE_INITS
+SKIP_UPSAMPLES = ("patch", "resize")     # = igan_jax.models.igan.SKIP_UPSAMPLES
 
 
 class ConfigError(ValueError):
@@ -85,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dropout = 0.2            # R: "dropout in some layers"
   c.model.dropout_blocks = 2       # R: which layers: after the first this many main-path blocks
   c.model.upsample_init = "default"  # ours: PixelShuffle convs' init, "default" | "icnr"
+  c.model.skip_upsample = "patch"  # R: IGAN's shortcut / branch up-sampler, "patch" | "resize"
   c.model.bn_momentum = 0.9        # ours (PyTorch's 0.1 update): running stats track quickly
   c.model.bn_epsilon = 1e-5
   c.model.d_widths = ()            # () = the default for the resolution (discriminator.py)
@@ -263,6 +265,10 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"must be True or False, got {c.model.d_input_norm!r}")
   _check(c.model.upsample_init in UPSAMPLE_INITS, "model.upsample_init",
          f"must be one of {UPSAMPLE_INITS}, got {c.model.upsample_init!r}")
+  _check(c.model.skip_upsample in SKIP_UPSAMPLES, "model.skip_upsample",
+         f"must be one of {SKIP_UPSAMPLES}, got {c.model.skip_upsample!r}")
+  _check(c.model.skip_upsample == "patch" or c.model.name == "igan", "model.skip_upsample",
+         f"'resize' is built for the igan generator only; {c.model.name} takes 'patch'")
   _check(c.optim.schedule in ("igan_decay", "constant"), "optim.schedule",
          f"must be igan_decay or constant, got {c.optim.schedule!r}")
   for key in ("d_init_lr", "d_end_lr", "g_lr_ratio", "decay_steps"):

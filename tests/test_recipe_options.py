@@ -86,6 +86,7 @@ def test_config_lists_the_choices_the_code_implements():
   """config.py keeps its own copies (a config error is reported before Flax loads)."""
   from igan_jax.models import igan
   assert config_lib.UPSAMPLE_INITS == igan.UPSAMPLE_INITS
+  assert config_lib.SKIP_UPSAMPLES == igan.SKIP_UPSAMPLES
 
 
 def test_default_init_is_unchanged():
@@ -244,6 +245,37 @@ def test_annealed_noise_is_zero_after_the_anneal(tiny):
   assert float(c["d_loss"]) != float(b["d_loss"])
 
 
+@pytest.mark.parametrize("r", [2, 4])
+def test_resize_skip_upsample_has_no_phase_pattern(r):
+  """A flat input map: "patch" (one weight set per output phase) paints a period-r pattern at
+  init already; "resize" (bilinear, then one 3×3 conv) gives the same value at every interior
+  position, whatever its weights."""
+  x = jnp.ones((1, 7, 7, 4))
+  out = {}
+  for kind, m in (("patch", layers.PatchUpsample(4, r)), ("resize", layers.ResizeConv(4, r))):
+    variables = m.init(jax.random.PRNGKey(1), x)
+    out[kind] = np.asarray(m.apply(variables, x))[0]
+    assert out[kind].shape == (7 * r, 7 * r, 4)
+  inner = out["resize"][1:-1, 1:-1]
+  np.testing.assert_allclose(inner, np.broadcast_to(inner[:1, :1], inner.shape), atol=1e-5)
+  phases = out["patch"][:r, :r].reshape(r * r, 4)
+  assert np.ptp(phases, axis=0).min() > 1e-2
+  np.testing.assert_allclose(out["patch"][r:2 * r, :r], out["patch"][:r, :r])  # period r
+
+
+def test_resize_skip_upsample_is_for_igan_only():
+  c = config_lib.apply_variant(config_lib.base_config(), "igan_v2")
+  c.model.skip_upsample = "resize"
+  with pytest.raises(config_lib.ConfigError, match="igan generator only"):
+    config_lib.validate(c)
+  c = config_lib.apply_variant(config_lib.base_config(), "igan")
+  c.model.skip_upsample = "resize"
+  c.data.name, c.data.resolution = "fashion_mnist", 28
+  state = train.create_train_state(config_lib.validate(c))
+  assert state.g.params["shortcut"]["kernel"].shape == (3, 3, 64, 64)
+  assert state.g.params["branch"]["kernel"].shape == (3, 3, 64, 64)
+
+
 # ---------------------------------------------------------------------------------------------
 # Config
 
@@ -257,6 +289,7 @@ def test_annealed_noise_is_zero_after_the_anneal(tiny):
     ("model.upsample_init", "he", "model.upsample_init"),
     ("model.d_input_norm", "no", "model.d_input_norm"),
     ("model.g_output_norm", 0, "model.g_output_norm"),
+    ("model.skip_upsample", "nearest", "model.skip_upsample"),
 ])
 def test_bad_recipe_values_are_refused(key, value, match):
   c = config_lib.base_config()
@@ -273,7 +306,7 @@ def test_saved_config_without_the_new_keys_keeps_the_old_behaviour():
   for section, key in (("loss", "gp_center"), ("loss", "gp_bn"), ("loss", "d_bn_batch"),
                        ("loss", "noise_anneal"), ("model", "dropout_blocks"),
                        ("model", "upsample_init"), ("model", "d_input_norm"),
-                       ("model", "g_output_norm")):
+                       ("model", "g_output_norm"), ("model", "skip_upsample")):
     del saved[section][key]
   saved["model"]["d_widths"] = []  # JSON has lists where the config has tuples
   c = config_lib.from_saved(saved)
@@ -281,4 +314,5 @@ def test_saved_config_without_the_new_keys_keeps_the_old_behaviour():
   assert (hp.gp_center, hp.gp_bn, hp.d_bn_batch, hp.noise_anneal) == (1.0, "batch", "separate", 0)
   assert (c.model.dropout_blocks, c.model.upsample_init) == (2, "default")
   assert c.model.d_input_norm and c.model.g_output_norm
+  assert c.model.skip_upsample == "patch"
   assert c.model.d_widths == ()

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from igan_jax.models.layers import (Dropout, PatchUpsample, SubPixelConvTranspose,
+from igan_jax.models.layers import (Dropout, PatchUpsample, ResizeConv, SubPixelConvTranspose,
                                    bilinear_init, icnr, leaky_relu, pixel_shuffle)
 
 # Per output resolution: stem sizes and the main path as (kind, factor) blocks.
@@ -40,6 +40,14 @@ TOPOLOGY = {
 # the kernel = stride transposed convs with one kernel repeated for every phase (layers.icnr),
 # the 3×3 stride-2 transposed convs bilinear (layers.bilinear_init).
 UPSAMPLE_INITS = ("default", "icnr")
+# How the one-step shortcut (base → res) and the branch (branch → res) reach full resolution.
+# "patch": a transposed convolution with kernel = stride (R, docs/paper.md §1.1): every output
+#   phase of an r×r patch has its own weights, so the generator can paint a period-r texture
+#   (4 and 2 at 28×28) that the sum carries straight to the image; with one D update per G update
+#   it does (docs/ablation.md).
+# "resize": bilinear up-sampling by r, then a 3×3 convolution: the same weights at every output
+#   position, so no phase-dependent pattern can come from these two paths.
+SKIP_UPSAMPLES = ("patch", "resize")
 
 
 def _check_init(kind):
@@ -73,6 +81,7 @@ class IGANGenerator(nn.Module):
   dropout_blocks: int = 2          # dropout after the first this many main-path blocks
   upsample_init: str = "default"   # UPSAMPLE_INITS
   output_norm: bool = True         # batch norm between the output conv and tanh
+  skip_upsample: str = "patch"     # SKIP_UPSAMPLES
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
@@ -81,6 +90,16 @@ class IGANGenerator(nn.Module):
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      epsilon=self.bn_epsilon, dtype=self.dtype, name=name)(x)
     return leaky_relu(x)
+
+  def _skip_up(self, x, r, name):
+    """x (B, h, w, C) → (B, r·h, r·w, C) by the shortcut / branch up-sampler (SKIP_UPSAMPLES)."""
+    if self.skip_upsample == "patch":
+      return PatchUpsample(self.channels, r, dtype=self.dtype, name=name,
+                           **upsample_conv_init(self.upsample_init, r))(x)
+    if self.skip_upsample != "resize":
+      raise ValueError(f"unknown skip_upsample {self.skip_upsample!r}; choose one of "
+                       f"{SKIP_UPSAMPLES}")
+    return ResizeConv(self.channels, r, dtype=self.dtype, name=name)(x)
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -113,12 +132,8 @@ class IGANGenerator(nn.Module):
         h = Dropout(self.dropout_rate, deterministic=not train)(h)
 
     # One-step shortcut base → res, and the branch → res path (kernel = stride).
-    short = PatchUpsample(c, res // base, dtype=self.dtype, name="shortcut",
-                          **upsample_conv_init(self.upsample_init, res // base))(a)
-    short = self._bn_act(short, train, "shortcut_bn")
-    right = PatchUpsample(c, res // branch, dtype=self.dtype, name="branch",
-                          **upsample_conv_init(self.upsample_init, res // branch))(s)
-    right = self._bn_act(right, train, "branch_bn")
+    short = self._bn_act(self._skip_up(a, res // base, "shortcut"), train, "shortcut_bn")
+    right = self._bn_act(self._skip_up(s, res // branch, "branch"), train, "branch_bn")
 
     h = h + short + right  # "added": element-wise, the channel count stays C (paper)
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name="out_conv")(h)

@@ -56,6 +56,27 @@ class PatchUpsample(nn.Module):
     return y
 
 
+class ResizeConv(nn.Module):
+  """Bilinear up-sampling by `factor`, then a 3×3 convolution ("resize-convolution", Odena,
+  Dumoulin & Olah 2016, "Deconvolution and checkerboard artifacts"): the same weights at every
+  output position, so unlike a transposed convolution it cannot paint a period-`factor`
+  pattern of its own. Its parameters are those of a 3×3 `nn.Conv` ("kernel" HWIO, "bias"), held
+  by this module itself."""
+  features: int
+  factor: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    b, h, w, c = x.shape
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    x = jax.image.resize(x, (b, h * self.factor, w * self.factor, c), "bilinear")
+    y = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel.astype(self.dtype), (1, 1),
+                                     "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias.astype(y.dtype)
+
+
 def stride2_conv_transpose(x: jnp.ndarray, kernel: jnp.ndarray, pad_lo) -> jnp.ndarray:
   """`lax.conv_transpose(x, kernel, (2, 2), padding)` for paddings that double the size, as one
   stride-1 convolution to 4·Cout channels + depth-to-space (sub-pixel convolution).
