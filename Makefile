@@ -1,7 +1,7 @@
 # The two README commands: `make train` (set up + train on real Fashion-MNIST, offline) and
 # `make test` (set up + the whole test suite). Both work on a fresh Debian machine as root.
 PY := .venv/bin/python
-ITERS ?= 1000
+ITERS ?= 2000
 WORKDIR ?= runs/fashion_mnist
 
 .PHONY: setup setup-test data train test test-fast bench report reproduce clean

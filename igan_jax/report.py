@@ -9,8 +9,9 @@ Read from the workdir, nothing written:
   log accounts for (Σ log_every / it_per_s).
 - grid (samples/step_XXXXXX.png, the last one or --step's): the share of spectral power at
   period 2 (`period2_power`, checkerboard artefacts: the Nyquist row and column of each
-  image's 2-D spectrum, mean removed, over all images' power) and the mean brightness in [0, 1]
-  (real Fashion-MNIST: 0.286).
+  image's 2-D spectrum, mean removed, over all images' power; real Fashion-MNIST 0.004), the same
+  at period 4 (`period4_power`, the patch texture of a kernel = stride 4 up-sampler; real
+  0.025) and the mean brightness in [0, 1] (real Fashion-MNIST: 0.286).
 - samples (the checkpoint at --step, default the latest; --num_samples=0 skips this): N images
   from the evaluation latents (seed 0, inference mode) through the project's Fashion-MNIST
   classifier (evaluation/classifier.py): FID against N test images, the class entropy of its
@@ -104,25 +105,36 @@ def grid_tiles(grid: np.ndarray, size: int, pad: int = GRID_PAD) -> np.ndarray:
   return np.stack(tiles)
 
 
-def period2_power(images: np.ndarray) -> float:
-  """Share of the spectral power (mean removed per image and channel) at period 2 in either
-  axis: the Nyquist row and column of the 2-D DFT, where a checkerboard (one-pixel alternation)
-  puts all its power. images: (n, H, W) or (n, H, W, C) with even H and W."""
+def period_power(images: np.ndarray, period: int) -> float:
+  """Share of the spectral power (mean removed per image and channel) at `period` pixels in
+  either axis: the rows and columns ±H/period, ±W/period of the 2-D DFT. Period 2 is the Nyquist
+  row and column, where a checkerboard (one-pixel alternation) puts all its power; period 4 is
+  where a kernel = stride 4 up-sampler's patch texture goes. images: (n, H, W) or (n, H, W, C)
+  with H and W multiples of `period`."""
   x = np.asarray(images, np.float64)
   if x.ndim == 3:
     x = x[..., None]
   h, w = x.shape[1:3]
-  if h % 2 or w % 2:
-    raise ValueError(f"period-2 power needs even image sides, got {h}×{w}")
+  if h % period or w % period:
+    raise ValueError(f"period-{period} power needs image sides that are multiples of {period}, "
+                     f"got {h}×{w}")
   x = x - x.mean(axis=(1, 2), keepdims=True)
   p = np.abs(np.fft.fft2(x, axes=(1, 2))) ** 2
   total = p.sum()
   if total == 0:
     return 0.0
-  nyq = np.zeros((h, w), bool)
-  nyq[h // 2, :] = True
-  nyq[:, w // 2] = True
-  return float(p[:, nyq].sum() / total)
+  mask = np.zeros((h, w), bool)
+  mask[[h // period, -(h // period)], :] = True
+  mask[:, [w // period, -(w // period)]] = True
+  return float(p[:, mask].sum() / total)
+
+
+def period2_power(images: np.ndarray) -> float:
+  """period_power(images, 2): the checkerboard share (the even-sides error says "even")."""
+  x = np.asarray(images)
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    raise ValueError(f"period-2 power needs even image sides, got {x.shape[1]}×{x.shape[2]}")
+  return period_power(x, 2)
 
 
 def find_grid(workdir: str, step: int | None = None) -> tuple[str, int]:
@@ -145,6 +157,7 @@ def grid_summary(path: str, size: int) -> dict:
   grid = np.asarray(Image.open(path))
   tiles = grid_tiles(grid, size)
   return dict(path=path, images=len(tiles), period2_power=period2_power(tiles),
+              period4_power=period_power(tiles, 4) if size % 4 == 0 else None,
               brightness=float(tiles.mean() / 255.0))
 
 

@@ -31,6 +31,20 @@ def test_period2_power_of_known_patterns():
     report.period2_power(np.zeros((1, 5, 5)))
 
 
+def test_period4_power_of_known_patterns():
+  i, j = np.indices((28, 28))
+  stripes4 = np.cos(2 * np.pi * j / 4)[None]            # period 4 along the width
+  blocks4 = np.where((i // 2 + j // 2) % 2 == 0, 1.0, -1.0)[None]  # 2×2 blocks: period 4
+  checker = np.where((i + j) % 2 == 0, 1.0, -1.0)[None]
+  assert report.period_power(stripes4, 4) == pytest.approx(1.0)
+  assert report.period_power(checker, 4) == pytest.approx(0.0, abs=1e-12)
+  # A square wave of period 4 has harmonics at odd multiples of the base frequency: at 28 px
+  # the 3rd (k = 21 ≡ −7) is aliased back onto ±7, so all of its power is at period 4.
+  assert report.period_power(blocks4, 4) == pytest.approx(1.0)
+  with pytest.raises(ValueError, match="multiples of 4"):
+    report.period_power(np.zeros((1, 6, 6)), 4)
+
+
 def test_grid_tiles_inverts_image_grid():
   rng = np.random.default_rng(0)
   images = rng.uniform(-1, 1, (10, 28, 28, 1)).astype(np.float32)
