@@ -26,7 +26,8 @@ from _host import device_name  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model", ["igan"], "model names (config.model.name), e.g. igan,dcgan,wgan_gp")
+flags.DEFINE_list("model", ["igan"], "variants (config.apply_variant), e.g. "
+                  "igan,igan_paper,dcgan,wgan_gp")
 flags.DEFINE_list("resolution", ["28"], "resolutions, e.g. 28,96")
 flags.DEFINE_integer("batch", 64, "batch size")
 flags.DEFINE_integer("iters", 5, "timed iterations per repeat")

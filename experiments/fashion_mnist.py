@@ -22,7 +22,9 @@ Measured time per 1,000 iterations on CPU (2-core AMD EPYC Zen 5, batch 64, fp32
 benchmarks/throughput.py, README "Speed"): igan 14 min (1.22 it/s), igan_v2 41 min
 (0.410 it/s), igan_vn 3.1 h (0.089 it/s; 95 s to compile), dcgan 1.2 min (12.3–14.6 it/s),
 wgan_gp 6.7 min (2.48 it/s); the igan figures are the paper-literal recipe's (now igan_paper).
-igan with the measured recipe (docs/ablation.md): 24 min (0.70 it/s) on the slower Zen 4 kind. GPU: not measured (no GPU was available).
+igan with the measured recipe (docs/ablation.md §5, n_critic 1): ~12 min (1.4–1.6 it/s) on the
+slower Zen 4 kind, so `make train`'s 2,000 iterations take ~24 min (with n_critic 3: 24 min per
+1,000, 0.70 it/s). GPU: not measured (no GPU was available).
 Resize to 96×96 instead: --config.data.resolution=96.
 """
 from igan_jax.config import apply_variant, base_config

@@ -191,7 +191,8 @@ def evaluate(run: Run, step: int, protocol: dict, log=print) -> dict:
   missing = [b for b in backbones if b not in record["backbones"]]
   if missing:
     raise ReproduceError(f"{run.name}: backbone(s) {missing} could not run: "
-                         f"{record['skipped']}")
+                         f"{record['skipped']}" + ("; --inception_samples=0 leaves Inception out"
+                                                   if "inception" in missing else ""))
   return record
 
 
