@@ -120,7 +120,7 @@ def train(run: Run, iterations: int, eval_every: int, extra: Sequence[str] = (),
   """Trains (or resumes) `run` to `iterations`; appends the machine to machines.jsonl; returns
   the seconds the command took."""
   cmd = train_command(run, iterations, eval_every, extra=extra)
-  log("$ " + " ".join(cmd[1:] if cmd[0] == sys.executable else cmd))
+  log("$ " + " ".join(["python"] + cmd[1:] if cmd[0] == sys.executable else cmd))
   os.makedirs(run.workdir, exist_ok=True)
   start_step = _latest_step(run.workdir)
   t0 = time.time()
