@@ -196,17 +196,22 @@ def machine() -> dict:
   return info
 
 
+def load_run_config(workdir: str):
+  """The config a training workdir was run with (<workdir>/config.json, missing keys filled)."""
+  from igan_jax import config as config_lib
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist: is {workdir} a training workdir?")
+  with open(path) as f:
+    return config_lib.from_saved(json.load(f))
+
+
 def run_report(workdir: str, step: int | None = None, num_samples: int = 10_000,
                config=None) -> dict[str, Any]:
   """The report of the run in `workdir` (see the module docstring)."""
-  from igan_jax import config as config_lib
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if config is None:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"{path} does not exist: is {workdir} a training workdir?")
-    with open(path) as f:
-      config = config_lib.from_saved(json.load(f))
+    config = load_run_config(workdir)
   report: dict[str, Any] = dict(workdir=workdir, model=config.model.name,
                                 dataset=config.data.name, machine=machine())
   report["log"] = log_summary(read_log(workdir))

@@ -48,6 +48,8 @@ import sys
 import time
 from typing import Any, Sequence
 
+from igan_jax import report
+
 EXPERIMENT = "experiments/fashion_mnist.py"
 IMAGES = "reproduction"  # <root>/reproduction/: the grids and the curves, beside the page
 DEFAULT_ITERATIONS = 3_000
@@ -110,11 +112,6 @@ def trained(workdir: str, iterations: int) -> bool:
   return os.path.isdir(os.path.join(workdir, "checkpoints", str(iterations)))
 
 
-def machine_record() -> dict:
-  from igan_jax.report import machine
-  return machine()
-
-
 def train(run: Run, iterations: int, eval_every: int, extra: Sequence[str] = (),
           log=print) -> float:
   """Trains (or resumes) `run` to `iterations`; appends the machine to machines.jsonl; returns
@@ -131,7 +128,7 @@ def train(run: Run, iterations: int, eval_every: int, extra: Sequence[str] = (),
     proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env)
   seconds = time.time() - t0
   with open(os.path.join(run.workdir, "machines.jsonl"), "a") as f:
-    f.write(json.dumps(dict(machine=machine_record(), from_step=start_step,
+    f.write(json.dumps(dict(machine=report.machine(), from_step=start_step,
                             to_step=_latest_step(run.workdir), seconds=round(seconds, 1),
                             returncode=proc.returncode,
                             time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))) + "\n")
@@ -181,7 +178,7 @@ def evaluate(run: Run, step: int, protocol: dict, log=print) -> dict:
     log(f"{run.name}: evaluation of step {step} exists, reused")
     return record
   from igan_jax import evaluate as evaluate_lib
-  config = _saved_config(run.workdir)
+  config = report.load_run_config(run.workdir)
   backbones = tuple(name for name, n in protocol.items() if n > 0)
   what = ", ".join(f"{b} N={protocol[b]}" for b in backbones)
   log(f"{run.name}: evaluating step {step} ({what})")
@@ -196,21 +193,13 @@ def evaluate(run: Run, step: int, protocol: dict, log=print) -> dict:
   return record
 
 
-def _saved_config(workdir: str):
-  from igan_jax import config as config_lib
-  with open(os.path.join(workdir, "config.json")) as f:
-    return config_lib.from_saved(json.load(f))
-
-
 def summarise(run: Run, step: int, record: dict) -> dict[str, Any]:
   """One run's numbers: the report's log and grid numbers and the evaluation's."""
-  from igan_jax import report
-  log_rows = report.read_log(run.workdir)
-  log_summary = report.log_summary(log_rows)
-  grid_path, grid_step = report.find_grid(run.workdir, step)
-  grid = report.grid_summary(grid_path, _saved_config(run.workdir).data.resolution)
+  # The run report's log and grid parts (its sample part is the evaluation's, above).
+  rep = report.run_report(run.workdir, step, num_samples=0)
+  log_summary, grid = rep["log"], rep["grid"]
   out: dict[str, Any] = dict(run=run.name, variant=run.variant, seed=run.seed, step=step,
-                             workdir=run.workdir, grid=grid_path,
+                             workdir=run.workdir, grid=grid["path"],
                              spike_ratio=log_summary["spike_ratio"],
                              period2_power=grid["period2_power"],
                              period4_power=grid["period4_power"], brightness=grid["brightness"],
