@@ -1,4 +1,5 @@
-"""What the benchmarks report as "device": the accelerator's kind, or the CPU model and core count."""
+"""What the benchmarks report as "device": the accelerator's kind, or the CPU model and core
+count."""
 import os
 
 

@@ -7,11 +7,11 @@ Prints one JSON line per backbone: backbone, device, input (image shape in), bat
 Inception the estimated minutes for 10,000 images (the paper's N, docs/paper.md §3). Inputs are
 random uint8 28×28×1 images (a backbone's speed does not depend on their content); "inception"
 includes the resize to 299×299, as `image_features` does in an evaluation. "generator" is the IGAN
-generator of experiments/fashion_mnist.py at random init (`train.generate`, batch 500).
+generator of experiments/fashion_mnist.py at random init (`inference.generate`, batch 500).
 "train_classifier" / "train_inception" time FID during training's one jitted program
-(evaluate.TrainingEvaluator: that generator → quantise → backbone, at the config's eval batch
-sizes) and report the estimated seconds of feature extraction per evaluation at
-config.eval.train_num_samples (the Fréchet distance on top is not included).
+(evaluation.during_training.TrainingEvaluator: that generator → quantise → backbone, at the
+config's eval batch sizes) and report the estimated seconds of feature extraction per evaluation
+at config.eval.train_num_samples (the Fréchet distance on top is not included).
 Never asserts on time: the machine is shared, read the numbers with `load` beside them.
 """
 from __future__ import annotations
@@ -57,21 +57,21 @@ def _time(fn, images, batch, repeats):
 
 
 def _fashion_mnist_state():
-  from igan_jax import config as config_lib, train
+  from igan_jax import config as config_lib, state
   config = config_lib.load_config(os.path.join(os.path.dirname(__file__), "..", "experiments",
                                                "fashion_mnist.py"))
-  return config, train.create_train_state(config)
+  return config, state.create_train_state(config)
 
 
 def _training_program(name: str, variables):
   """(fn over latents, batch in images, train_num_samples, z_dim) for train_<backbone>."""
   import jax
-  from igan_jax import evaluate
+  from igan_jax.evaluation import during_training, settings
   config, state = _fashion_mnist_state()
-  s = evaluate.settings(config)
+  s = settings.settings(config)
   backbone = name[len("train_"):]
   bs = s["batch_size"] if backbone == "classifier" else s["inception_batch_size"]
-  program = evaluate._fused_program(backbone)  # pylint: disable=protected-access
+  program = during_training.fused_program(backbone)
   variables = jax.device_put(variables)
 
   def fn(z):
@@ -113,14 +113,14 @@ def main(argv):
       row.update(input="28x28x1 uint8 -> 299x299x3", batch=bs, images=len(images),
                  minutes_per_10k=round(10_000 / rate / 60, 1))
     elif name == "generator":
-      from igan_jax import evaluate
+      from igan_jax.evaluation import workdir
       _, state = _fashion_mnist_state()
       bs = 500
-      fn = lambda x: evaluate.generate_images(state, 0, len(x), bs)  # noqa
+      fn = lambda x: workdir.state_images(state, 0, len(x), bs)  # noqa
       compile_s, rate = _time(fn, np.zeros(2000), bs, FLAGS.repeats)
       row.update(input="z (100,)", output="28x28x1 uint8", batch=bs, images=2000)
     elif name in ("train_classifier", "train_inception"):
-      from igan_jax import evaluate
+      from igan_jax.evaluation import sampling
       if name == "train_classifier":
         from igan_jax.evaluation import classifier as clf
         variables = clf.load_classifier(FLAGS.dataset)
@@ -134,7 +134,7 @@ def main(argv):
           continue
       fn, bs, n_train, z_dim = _training_program(name, variables)
       n = FLAGS.train_images or (bs if name == "train_classifier" else 2 * bs)
-      z = np.asarray(evaluate.eval_latents(0, -(-n // bs) * bs, z_dim))
+      z = np.asarray(sampling.eval_latents(0, -(-n // bs) * bs, z_dim))
       compile_s, rate = _time(fn, z, bs, FLAGS.repeats)
       row.update(input="z (100,) -> IGAN fashion_mnist generator -> " + name[len("train_"):],
                  batch=bs, images=len(z), train_num_samples=n_train,

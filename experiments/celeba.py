@@ -20,7 +20,7 @@ Variants: igan (default), igan_v2, igan_paper, dcgan, wgan_gp (igan_jax/config.p
 apply_variant). igan_vn is
 refused: CelebA's labels here are one binary attribute, two classes, which is igan_v2.
 - igan_v2 (docs/paper.md §1.2, N = 2): the paper ran it on CelebA without naming its classes; ours
-  are the attribute Male: class 0 = not Male, class 1 = Male (igan_jax/data/sources.py
+  are the attribute Male: class 0 = not Male, class 1 = Male (igan_jax/data/core.py
   CELEBA_LABEL): a balanced-enough split (~42% Male) that every face has, and one a viewer judges at
   a glance.
 - dcgan, wgan_gp: the baselines (docs/paper.md §1.4) with their own papers' recipes, at 96.
@@ -31,10 +31,9 @@ LSUN. `igan_paper` keeps the only schedule the paper states (the base config's);
 `igan_v2` and `igan_vn` train with the measured recipe's constant 0.0002 (G 0.0003), chosen on
 Fashion-MNIST (docs/ablation.md) and not yet measured at 96×96.
 
-Measured time per 1,000 iterations on CPU at 96×96 (benchmarks/throughput.py, 2-core AMD EPYC
-Zen 5, batch 64, fp32; README "Speed"): igan 2.2 h (0.120–0.128 it/s; PyTorch yardstick 0.099),
-dcgan 45 min (0.373 it/s), wgan_gp 3.5 h (0.079 it/s); igan_v2 not timed at 96. GPU: not
-measured (no GPU was available).
+Expected time per 1,000 iterations at 96×96 on 2 CPU cores: igan about 2 h (with the paper's
+n_critic 3), dcgan about 45 min, wgan_gp about 3.5 h; a GPU is the machine for this dataset.
+Measurements, with their machine and date: docs/speed.md.
 """
 from igan_jax.config import apply_variant, base_config
 

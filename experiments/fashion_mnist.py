@@ -8,8 +8,8 @@ Command (prepares TFDS `fashion_mnist` offline from Debian's package on first us
 
 Variants (igan_jax/config.py apply_variant): igan (default), igan_v2, igan_vn, igan_paper, dcgan,
 wgan_gp.
-- igan_v2 (docs/paper.md §1.2, N = 2): T-shirt/top (label 0) and Sneaker (label 7) as classes 0 and 1
-  (data.classes). The paper does not say which two classes it used; these two have nothing in
+- igan_v2 (docs/paper.md §1.2, N = 2): T-shirt/top (label 0) and Sneaker (label 7) as classes 0
+  and 1 (data.classes). The paper does not say which two classes it used; these two have nothing in
   common in silhouette (a wide upper-body garment filling the frame vs a low, flat shoe in its
   lower half) nor in texture, so each head's row of a sample grid is unambiguous, while the
   similar pairs (T-shirt/Shirt/Pullover/Coat, Sneaker/Sandal/Ankle boot) would blur that. Other
@@ -18,13 +18,9 @@ wgan_gp.
 - igan_paper: igan with the paper's stated values and the first reading of the open ones.
 - dcgan, wgan_gp: the baselines (docs/paper.md §1.4) with their own papers' recipes.
 
-Measured time per 1,000 iterations on CPU (2-core AMD EPYC Zen 5, batch 64, fp32,
-benchmarks/throughput.py, README "Speed"): igan 14 min (1.22 it/s), igan_v2 41 min
-(0.410 it/s), igan_vn 3.1 h (0.089 it/s; 95 s to compile), dcgan 1.2 min (12.3–14.6 it/s),
-wgan_gp 6.7 min (2.48 it/s); the igan figures are the paper-literal recipe's (now igan_paper).
-igan with the measured recipe (docs/ablation.md §5, n_critic 1): ~12 min (1.4–1.6 it/s) on the
-slower Zen 4 kind, so `make train`'s 2,000 iterations take ~24 min (with n_critic 3: 24 min per
-1,000, 0.70 it/s). GPU: not measured (no GPU was available).
+Expected time per 1,000 iterations on 2 CPU cores: igan about 10-15 min, dcgan 1-3 min,
+wgan_gp about 7 min, igan_v2 about 40 min, igan_vn about 3 h; the measurements, with their
+machine and date, are in docs/speed.md and docs/ablation.md.
 Resize to 96×96 instead: --config.data.resolution=96.
 """
 from igan_jax.config import apply_variant, base_config

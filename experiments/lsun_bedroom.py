@@ -24,7 +24,7 @@ refused: the data here has at most two classes, which is igan_v2.
 - igan_v2 (docs/paper.md §1.2, N = 2): the paper ran it on LSUN without naming a second class; ours
   is data.name = TWO_CLASS_LSUN = lsun/bedroom+lsun/church_outdoor: class 0 = bedroom, class 1 =
   church_outdoor (an outdoor scene, clearly distinct from bedrooms, the usual second LSUN category
-  of GAN papers, and 126k images; igan_jax/data/sources.py).
+  of GAN papers, and 126k images; igan_jax/data/core.py).
 - dcgan, wgan_gp: the baselines (docs/paper.md §1.4) with their own papers' recipes, at 96.
 
 Learning rate: docs/paper.md §2 gives the decay 0.002 → 0.0002 for the simple datasets (the paper,
@@ -33,9 +33,8 @@ LSUN. `igan_paper` keeps the only schedule the paper states (the base config's);
 `igan_v2` and `igan_vn` train with the measured recipe's constant 0.0002 (G 0.0003), chosen on
 Fashion-MNIST (docs/ablation.md) and not yet measured at 96×96.
 
-Measured time per 1,000 iterations on CPU: the shapes are CelebA's (96×96×3), and so are the
-timings in experiments/celeba.py and README "Speed" — igan 2.2 h (0.120–0.128 it/s), dcgan
-45 min, wgan_gp 3.5 h on a 2-core AMD EPYC Zen 5, batch 64, fp32. GPU: not measured.
+Expected time per 1,000 iterations: as experiments/celeba.py (the same 96×96×3 shapes; on 2 CPU
+cores igan about 2 h, dcgan about 45 min); measurements in docs/speed.md.
 """
 from igan_jax.config import apply_variant, base_config
 from igan_jax.data import TWO_CLASS_LSUN

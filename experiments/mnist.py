@@ -16,11 +16,8 @@ wgan_gp.
 - igan_vn (docs/paper.md §1.2): all ten digits, N = 10 (data.classes () = labels 0..N-1).
 - dcgan, wgan_gp: the baselines (docs/paper.md §1.4) with their own papers' recipes.
 
-Measured time per 1,000 iterations on CPU (2-core AMD EPYC Zen 5, batch 64, fp32,
-benchmarks/throughput.py, README "Speed"): igan 14 min (1.22 it/s), igan_v2 41 min
-(0.410 it/s), igan_vn 3.1 h (0.089 it/s; 95 s to compile), dcgan 1.2 min (12.3–14.6 it/s),
-wgan_gp 6.7 min (2.48 it/s), measured on Fashion-MNIST, which has MNIST's shapes. GPU: not measured
-(no GPU was available).
+Expected time per 1,000 iterations on 2 CPU cores: as experiments/fashion_mnist.py (the same
+shapes): igan about 10-15 min, dcgan 1-3 min, igan_vn about 3 h; measurements in docs/speed.md.
 Resize to 96×96 instead: --config.data.resolution=96.
 """
 from igan_jax.config import apply_variant, base_config

@@ -8,27 +8,35 @@ data shape is refused with a message that says what differs.
 
 `BestCheckpointer` keeps, in `<workdir>/checkpoints/best/`, the one state with the lowest value of
 a metric so far (FID during training), for `--mode=evaluate --checkpoint=best`.
+
+`restore_read_only(config, workdir, step)` is the one way to read a run's checkpoint without
+training it (`--mode=evaluate`, the run report): a step, the latest, or the best, through a
+read-only orbax manager that writes nothing, so a run can be evaluated while it trains.
 """
 from __future__ import annotations
 
 import datetime
 import json
 import math
+import numbers
 import os
 import shutil
 import time
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
-from igan_jax.state import GANState, from_checkpoint, to_checkpoint
+from igan_jax.errors import UserError
+from igan_jax.state import GANState, create_train_state, from_checkpoint, to_checkpoint
+from igan_jax.workdir_lock import WorkdirError
 
 # Config keys that change the state's shapes or meaning: resuming across them is refused.
 IDENTITY_KEYS = ("model.name", "data.name", "data.resolution", "model.channels", "model.z_dim",
                  "model.d_widths", "model.d_norm", "n_critic", "batch_size")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint directory cannot be used; str(e) says why and what to do."""
 
 
@@ -48,6 +56,24 @@ def check_compatible(saved_config: dict, config: dict, workdir: str):
     raise CheckpointError(
         f"workdir {workdir} holds a run with a different setup ({'; '.join(diffs)}); "
         "use a new --workdir, or the workdir's own config.json")
+
+
+def _restore_arrays(manager: ocp.CheckpointManager, step: int, target: GANState, where: str,
+                    item: str | None = None, hint: str = "") -> GANState:
+  """Checkpoint `step` of `manager` in target's structure; `item`: the item of a composite
+  checkpoint (BestCheckpointer's "state"). CheckpointError names `where` (+ `hint`)."""
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, to_checkpoint(target))
+  args = ocp.args.StandardRestore(abstract)
+  try:
+    if item is None:
+      restored = manager.restore(step, args=args)
+    else:
+      restored = getattr(manager.restore(step, args=ocp.args.Composite(**{item: args})), item)
+  except Exception as e:  # orbax raises many types for a damaged or foreign checkpoint
+    raise CheckpointError(
+        f"{where} cannot be read ({type(e).__name__}: "
+        f"{str(e).splitlines()[0][:200] if str(e) else ''}){hint}") from e
+  return from_checkpoint(target, restored)
 
 
 class Checkpointer:
@@ -78,14 +104,8 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f"no checkpoint in {self.directory}")
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, to_checkpoint(target))
-    try:
-      restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except Exception as e:  # orbax raises many types for a damaged or foreign checkpoint
-      raise CheckpointError(
-          f"checkpoint {step} in {self.directory} cannot be read ({type(e).__name__}: "
-          f"{str(e).splitlines()[0][:200]})") from e
-    return from_checkpoint(target, restored)
+    return _restore_arrays(self._manager, step, target,
+                           f"checkpoint {step} in {self.directory}")
 
   def restore_latest_good(self, target: GANState) -> tuple[GANState, list[tuple[int, str]]]:
     """Restores the newest checkpoint that reads; returns (state, [(step, why) skipped]).
@@ -132,10 +152,12 @@ def best_directory(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints", BEST_DIR)
 
 
-def _quiet_read_only_manager(directory: str):
-  """A read-only orbax manager; orbax logs a warning that the directory is read-only, which is
-  the point, so only the constructor is quieted."""
-  from absl import logging as absl_logging
+def read_only_manager(directory: str) -> ocp.CheckpointManager:
+  """An orbax manager that reads `directory` and writes nothing (no directory created, no
+  temporary directory cleaned up: a save in flight of a run still training is left alone).
+
+  Opening read-only, orbax logs a warning that the directory is read-only: that is the point, and
+  the line would break the command line's one-line error contract, so the constructor is quiet."""
   verbosity = absl_logging.get_verbosity()
   absl_logging.set_verbosity(absl_logging.ERROR)
   try:
@@ -175,7 +197,7 @@ class BestCheckpointer:
     self.protocol = None if protocol is None else json.loads(json.dumps(protocol))
     self.read_only = read_only
     if read_only:
-      self._manager = _quiet_read_only_manager(self.directory)
+      self._manager = read_only_manager(self.directory)
     else:
       self._manager = ocp.CheckpointManager(
           self.directory,
@@ -270,15 +292,8 @@ class BestCheckpointer:
           f"no best checkpoint in {self.directory}; training keeps one when FID during "
           "training is on (--config.eval_every > 0)")
     step = rec["step"]
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, to_checkpoint(target))
-    try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract)))
-    except Exception as e:  # orbax raises many types for a damaged or foreign checkpoint
-      raise CheckpointError(
-          f"best checkpoint {step} in {self.directory} cannot be read ({type(e).__name__}: "
-          f"{str(e).splitlines()[0][:200] if str(e) else ''})") from e
-    return from_checkpoint(target, restored.state)
+    return _restore_arrays(self._manager, step, target,
+                           f"best checkpoint {step} in {self.directory}", item="state")
 
   def close(self):
     self._manager.close()
@@ -298,3 +313,81 @@ def load_saved_config(workdir: str) -> dict | None:
     return None
   with open(path) as f:
     return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a run without training it.
+
+
+def parse_checkpoint(step) -> int | str | None:
+  """--checkpoint: None (the latest), a step number (int or digits) or "best"."""
+  if step is None:
+    return None
+  if isinstance(step, numbers.Integral) and not isinstance(step, bool):  # numpy's too
+    return int(step)
+  text = str(step).strip()
+  if text == "best":
+    return "best"
+  if text.isdigit():
+    return int(text)
+  raise CheckpointError(f"--checkpoint must be a step number or 'best', got {step!r}")
+
+
+def checkpoint_steps(directory: str) -> list[int]:
+  """The steps of the complete checkpoints in `directory`, from its entries alone (no orbax
+  manager, which would create the directory): orbax names a complete checkpoint by its bare
+  step number, and its temporary directories carry a suffix."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(e) for e in os.listdir(directory) if e.isdigit())
+
+
+def restore_read_only(config, workdir: str, step: int | str | None = None
+                      ) -> tuple[GANState, dict | None]:
+  """(state, best record or None): checkpoint `step` of the run in `workdir`, read-only.
+
+  step: None (the latest in <workdir>/checkpoints), a step number, or "best": the state
+  BestCheckpointer kept in <workdir>/checkpoints/best/, returned with its record (step, value,
+  metric, protocol, time). The target is `create_train_state(config)`, so `config` must be the
+  one the run was trained with (its identity keys are checked against the workdir's
+  config.json). Everything is checked before that state is built, and nothing is written.
+  Raises WorkdirError or CheckpointError, each one line that says what to do.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir {workdir} does not exist; pass the workdir of a trained run")
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if step == "best":
+    directory = best_directory(workdir)
+    if not checkpoint_steps(directory):
+      raise CheckpointError(
+          f"no best checkpoint in {directory}; training keeps one when FID during training is "
+          f"on (--config.eval_every > 0); or evaluate a step with --checkpoint=<step>")
+  else:
+    directory = ckpt_dir
+    steps = checkpoint_steps(ckpt_dir)
+    if not steps:
+      raise CheckpointError(
+          f"no checkpoint in {ckpt_dir}; train first with --mode=train --workdir={workdir}")
+    if step is not None and step not in steps:
+      raise CheckpointError(
+          f"no checkpoint {step} in {ckpt_dir}; available: {', '.join(map(str, steps))}")
+    step = steps[-1] if step is None else step
+  saved = load_saved_config(workdir)
+  if saved is not None:
+    check_compatible(saved, config.to_dict(), workdir)
+  target = create_train_state(config)
+  if directory != ckpt_dir:
+    best = BestCheckpointer(directory, read_only=True)
+    try:
+      return best.restore(target), best.record()
+    finally:
+      best.close()
+  manager = read_only_manager(ckpt_dir)
+  try:
+    state = _restore_arrays(
+        manager, step, target, f"checkpoint {step} in {ckpt_dir}",
+        hint="; evaluate another --checkpoint, or pass the --config this run was trained with")
+  finally:
+    manager.close()
+  return state, None

@@ -3,12 +3,12 @@
 One option today, on XLA:CPU only: convolutions run on XLA's own (Eigen) kernels instead of
 YNNPACK. jaxlib 0.10.2 hands convolutions, dots and reductions on CPU to YNNPACK by default
 (DebugOptions.xla_cpu_experimental_ynn_fusion_type = INDIVIDUAL_DOT, REDUCE,
-INDIVIDUAL_CONVOLUTION). YNNPACK's weight-gradient convolutions are slow at this project's shapes:
-batch 64, 3×3 SAME, 14×14×64 → 64 took 11.6 ms against 3.7 ms on XLA's kernels (7×7×128: 4.5 vs
-2.7 ms; forward 14×14×64: 4.8 vs 2.8 ms), and one IGAN iteration at 28×28
-(benchmarks/throughput.py) went from 0.88 to 1.24 it/s (2-core AMD EPYC Zen 5). Dots and
-reductions stay on YNNPACK: taking reductions off too made the iteration ~15 % slower, dots made
-no difference. So on CPU the option becomes INDIVIDUAL_DOT, REDUCE.
+INDIVIDUAL_CONVOLUTION). YNNPACK's weight-gradient convolutions are several times slower than
+XLA's kernels at this project's shapes (batch 64, 3×3 SAME, 7×7 to 28×28 maps), which made one
+IGAN iteration at 28×28 about 1.4× slower (benchmarks/throughput.py; the measurements, with their
+machine, are in docs/speed.md). Dots and reductions stay on YNNPACK: taking reductions off too
+made the iteration slower, dots made no difference. So on CPU the option becomes INDIVIDUAL_DOT,
+REDUCE.
 
 The options are per compilation (jax.jit's `compiler_options`), not process-wide XLA_FLAGS, so
 nothing else in the user's process changes, and they are chosen when a function first runs on a

@@ -10,6 +10,10 @@ import os
 
 import ml_collections
 
+from igan_jax import data as data_lib
+from igan_jax.errors import UserError
+from igan_jax.evaluation import settings as eval_settings
+
 LOOPS = ("auto", "python", "scan")
 # = igan_jax.models.MODELS and supported_resolutions() (tests/test_models.py pins that), kept
 # here so that a config error is reported before JAX and Flax are imported (~3 s).
@@ -21,7 +25,7 @@ UPSAMPLE_INITS = ("default", "icnr")     # = igan_jax.models.igan.UPSAMPLE_INITS
 SKIP_UPSAMPLES = ("patch", "resize")     # = igan_jax.models.igan.SKIP_UPSAMPLES
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A bad configuration value; str(e) says which key and what to do."""
 
 
@@ -53,8 +57,11 @@ def base_config() -> ml_collections.ConfigDict:
   # (0 = off) on eval.train_num_samples images with the cheapest available backbone; the best
   # generator so far is kept in checkpoints/best/.
   c.eval_every = 0
+  # Derived, not an input: the model's class count (1, or N for igan_v2/vn), set by validate()
+  # from model.name and model.num_classes; the trainer and the data read it from here.
+  c.num_classes = 1
 
-  # `--mode=evaluate` and FID during training (igan_jax/evaluate.py).
+  # `--mode=evaluate` and FID during training (igan_jax/evaluation/; checked by its settings.py).
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 10_000      # the paper's experiments: 10,000 generated vs 10,000 real
   c.eval.seeds = 3                 # mean ± sd over latent seeds 0..seeds-1
@@ -106,7 +113,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.fake_label = 0.1          # β
   c.loss.gp_weight = 5.0           # λ, the paper's training recipe and experiments
   c.loss.noise_std = 0.1           # instance noise on both D inputs (reconstructed value)
-  c.loss.noise_anneal = 0          # R: σ falls linearly to 0 over this many iterations (0 = constant)
+  c.loss.noise_anneal = 0          # R: σ falls linearly to 0 over this many steps (0 = constant)
   c.loss.gp_center = 1.0           # R: eq. 12 lost; E[(‖∇D(x̂)‖ − gp_center)²]
   c.loss.gp_bn = "batch"           # ours: D's BN in the penalty's pass, "batch" | "running"
   c.loss.d_bn_batch = "separate"   # ours: D's BN over "separate" real/fake batches, or "joint"
@@ -145,8 +152,8 @@ MEASURED_RECIPE = {
     "optim.d_end_lr": 2e-4,
     "model.dropout": 0.0,           # was 0.2 ("dropout in some layers")
     "model.g_output_norm": False,   # was True ("Conv + BN + tanh"): grey, blurred samples
-    # Stated, changed for the budget: 2.3× cheaper per iteration, and in the same ~23 minutes
-    # (2 Zen 4 cores) classifier FID 219 at 2,000 iterations against 302 at 1,000 with 3.
+    # Stated, changed for the budget: ~2.3× cheaper per iteration, and at equal wall-clock a
+    # better classifier FID than 3 (docs/ablation.md §5).
     # Not measured on igan_v2 / igan_vn, which take it to keep one recipe.
     "n_critic": 1,                  # was 3 ("D trained 3-5 times per G step")
 }
@@ -211,8 +218,6 @@ def _check(cond: bool, key: str, msg: str):
 
 def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Raises ConfigError naming the key and the fix for the first bad value; returns c."""
-  # Late imports: a config error is reported before JAX and Flax load (~3 s).
-  from igan_jax.data import SUPPORTED, is_supported
 
   for key in ("num_iterations", "batch_size", "n_critic", "checkpoint_every", "log_every",
               "sample_every", "keep_checkpoints", "num_samples"):
@@ -225,14 +230,14 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _check(c.collapse_patience >= 1, "collapse_patience", f"must be ≥ 1, got {c.collapse_patience}")
   _check(0 <= c.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {c.ema_decay}")
   _check(c.loop in LOOPS, "loop", f"must be one of {LOOPS}, got {c.loop!r}")
-  _check(is_supported(c.data.name), "data.name",
-         f"unknown dataset {c.data.name!r}; supported: {', '.join(SUPPORTED)}, "
+  _check(data_lib.is_supported(c.data.name), "data.name",
+         f"unknown dataset {c.data.name!r}; supported: {', '.join(data_lib.SUPPORTED)}, "
          "lsun/<category>, folder:/abs/path")
   _check(c.data.resolution in RESOLUTIONS, "data.resolution",
          f"must be one of {RESOLUTIONS}, got {c.data.resolution!r}")
   _check(c.model.name in MODELS, "model.name",
          f"unknown model {c.model.name!r}; choose one of {', '.join(MODELS)}")
-  _check_classes(c)
+  c.num_classes = _check_classes(c)
   _check(c.data.stream in ("auto", "resident", "stream"), "data.stream",
          f"must be auto, resident or stream, got {c.data.stream!r}")
   _check(c.data.max_resident_mb > 0, "data.max_resident_mb",
@@ -241,10 +246,10 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"must be none or layer, got {c.model.critic_norm!r}")
   _check(isinstance(c.eval_every, int) and c.eval_every >= 0, "eval_every",
          f"must be an integer ≥ 0 (0 = off), got {c.eval_every!r}")
-  _check(c.eval.train_backbone in ("auto", "classifier", "inception"), "eval.train_backbone",
-         f"must be auto, classifier or inception, got {c.eval.train_backbone!r}")
-  _check(isinstance(c.eval.train_num_samples, int) and c.eval.train_num_samples >= 10,
-         "eval.train_num_samples", f"must be an integer ≥ 10, got {c.eval.train_num_samples!r}")
+  try:
+    eval_settings.settings(c)  # config.eval: checked where the evaluation defines it
+  except eval_settings.SettingsError as e:
+    raise ConfigError(str(e)) from None
   _check(c.model.d_norm in ("batch", "layer", "none"), "model.d_norm",
          f"must be batch, layer or none, got {c.model.d_norm!r}")
   _check(c.model.dtype in ("float32", "bfloat16"), "model.dtype",
@@ -252,7 +257,7 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _check(c.model.z_dim >= 1, "model.z_dim", f"must be ≥ 1, got {c.model.z_dim}")
   _check(c.model.channels >= 1, "model.channels", f"must be ≥ 1, got {c.model.channels}")
   _check(0 <= c.model.dropout < 1, "model.dropout", f"must be in [0, 1), got {c.model.dropout}")
-  from igan_jax.losses import LOSSES
+  from igan_jax.losses import LOSSES  # late: loads JAX; a bad value above fails before it
   _check(c.loss.name in LOSSES, "loss.name", f"must be one of {LOSSES}, got {c.loss.name!r}")
   _check(c.loss.gp_weight >= 0, "loss.gp_weight", f"must be ≥ 0, got {c.loss.gp_weight}")
   _check(c.loss.noise_std >= 0, "loss.noise_std", f"must be ≥ 0, got {c.loss.noise_std}")
@@ -288,12 +293,14 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
-def _check_classes(c):
-  """igan_v2/vn: N, the class-stack mode and data.classes must fit the model and the dataset."""
+def _check_classes(c) -> int:
+  """igan_v2/vn: N, the class-stack mode and data.classes must fit the model and the dataset;
+  returns the model's class count (1 for the one-class models)."""
   _check(isinstance(c.model.num_classes, int) and c.model.num_classes >= 0, "model.num_classes",
          f"must be an integer ≥ 0 (0 = the model's default), got {c.model.num_classes!r}")
   if c.model.name not in ("igan_v2", "igan_vn"):
-    return
+    return 1
+  # Late: models load JAX and Flax (seconds); config errors before this point fail without them.
   from igan_jax import models
   from igan_jax.models.igan_vn import STACK_IMPLS
   _check(c.model.class_stack in STACK_IMPLS, "model.class_stack",
@@ -303,14 +310,14 @@ def _check_classes(c):
   except ValueError as e:
     raise ConfigError(f"config.model.num_classes: {e}") from None
   _check(n >= 2, "model.num_classes", f"{c.model.name} needs at least 2 classes, got {n}")
-  from igan_jax.data import num_classes as dataset_num_classes
-  available = dataset_num_classes(c.data.name)
+  available = data_lib.num_classes(c.data.name)
   classes = tuple(c.data.classes) or tuple(range(n))
   _check(len(classes) == n, "data.classes",
          f"{c.model.name} has {n} classes, so data.classes needs {n} labels, got {classes}")
   _check(len(set(classes)) == n and all(isinstance(k, int) and 0 <= k < available
                                         for k in classes), "data.classes",
          f"must be {n} distinct labels of {c.data.name} (0..{available - 1}), got {classes}")
+  return n
 
 
 def load_config(path: str, arg: str | None = None,
@@ -320,7 +327,8 @@ def load_config(path: str, arg: str | None = None,
   if ":" in path and arg is None and not os.path.exists(path):
     path, arg = path.split(":", 1)
   if not os.path.isfile(path):
-    raise ConfigError(f"config file {path!r} does not exist; pass e.g. experiments/fashion_mnist.py")
+    raise ConfigError(f"config file {path!r} does not exist; "
+                      "pass e.g. experiments/fashion_mnist.py")
   spec = importlib.util.spec_from_file_location("_igan_jax_config", path)
   module = importlib.util.module_from_spec(spec)
   try:

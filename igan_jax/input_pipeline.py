@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from flax import struct
 
-from igan_jax import models
+from igan_jax import data as data_lib
 from igan_jax.data.sampler import sample_batches, sample_per_class_batches
 
 DATA_STREAM = 0  # fold_in stream id of the real-example draw (train.py's other ids are 1..3)
@@ -47,25 +47,27 @@ class ResidentData(struct.PyTreeNode):
 
 def class_index(labels: np.ndarray, classes: Sequence[int], name: str = "the dataset"):
   """(order, starts, counts) on the host for the labels `classes` (model class k = classes[k])."""
-  from igan_jax.data import DatasetError
   labels = np.asarray(labels)
   members = [np.flatnonzero(labels == c) for c in classes]
   empty = [c for c, m in zip(classes, members) if len(m) == 0]
   if empty:
     present = sorted(set(np.unique(labels).tolist()))
-    raise DatasetError(f"{name} has no image of label(s) {empty} (labels present: {present}); "
-                       "set config.data.classes to labels the dataset has")
+    raise data_lib.DatasetError(
+        f"{name} has no image of label(s) {empty} (labels present: {present}); "
+        "set config.data.classes to labels the dataset has")
   counts = np.array([len(m) for m in members], np.int32)
   starts = (np.cumsum(counts) - counts).astype(np.int32)
   return np.concatenate(members).astype(np.int32), starts, counts
 
 
 def model_classes(config) -> tuple[int, ...] | None:
-  """The dataset labels that are the model's classes, or None for single-class models."""
-  if config.model.name not in models.CLASS_STACKED:
+  """The dataset labels that are the model's classes 0..N-1 (data.classes, or labels 0..N-1),
+  or None for the one-class models. N is config.num_classes, resolved once by config.validate:
+  the data side never asks the models."""
+  n = config.num_classes
+  if n == 1:
     return None
-  n = models.num_classes(config.model)
-  return tuple(config.data.get("classes", ())) or tuple(range(n))
+  return tuple(int(c) for c in (config.data.get("classes", ()) or range(n)))
 
 
 def sample_real(data, key: jax.Array, n_critic: int, batch: int) -> jax.Array:
@@ -84,16 +86,14 @@ def stream_mode(config) -> str:
   mode = config.data.get("stream", "auto")
   if mode != "auto":
     return mode
-  from igan_jax.data import dataset_bytes
-  size = dataset_bytes(config.data.name, config.data.resolution, split=config.data.split,
-                       data_dir=config.data.data_dir or None)
+  size = data_lib.dataset_bytes(config.data.name, config.data.resolution,
+                                split=config.data.split, data_dir=config.data.data_dir or None)
   return "stream" if size > config.data.get("max_resident_mb", 4096) * 2 ** 20 else "resident"
 
 
 def load_training_data(config, expected_shape: tuple[int, int, int]):
   """ResidentData (on the device) or StreamingData for `config`; raises DatasetError (one clear
   paragraph) when the data cannot be found, before anything is written anywhere."""
-  from igan_jax import data as data_lib
   classes = model_classes(config)
   if stream_mode(config) == "stream":
     return StreamingData(config, expected_shape, classes)
@@ -112,7 +112,6 @@ class StreamingData:
   """Host-streamed real batches for data that does not fit on the device (module docstring)."""
 
   def __init__(self, config, expected_shape, classes: tuple[int, ...] | None, prefetch: int = 4):
-    from igan_jax import data as data_lib
     self._config = config
     self.classes = classes
     self.per_iteration = config.n_critic * config.batch_size
@@ -130,14 +129,14 @@ class StreamingData:
     return 1 if self.classes is None else len(self.classes)
 
   def _open(self, step: int):
-    from igan_jax.data import stream_batches
     self.close()
     c = self._config
     labels = [None] if self.classes is None else list(self.classes)
     self._streams = [
-        stream_batches(c.data.name, c.data.split, batch_size=self.per_iteration, seed=c.seed,
-                       data_dir=c.data.data_dir or None, resolution=c.data.resolution,
-                       prefetch=self.prefetch, start_index=step * self.per_iteration, label=label)
+        data_lib.stream_batches(c.data.name, c.data.split, batch_size=self.per_iteration,
+                                seed=c.seed, data_dir=c.data.data_dir or None,
+                                resolution=c.data.resolution, prefetch=self.prefetch,
+                                start_index=step * self.per_iteration, label=label)
         for label in labels]
     self._step = step
 

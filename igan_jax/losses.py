@@ -97,11 +97,11 @@ def interpolate(key, real, fake):
 def gradient_penalty(d_fn: Callable, x_hat, target_norm: float = 1.0):
   """E[(‖∇_x D(x)‖₂ − target)²] at x = x_hat, and the per-sample gradient norms.
 
-  `d_fn` maps images (..., H, W, C) to per-sample logits (...,); norms are per image. The gradient of their sum gives each sample's
-  input gradient when samples do not interact; with batch norm in train mode they do, and this is
-  then the gradient of the batch's summed output, the same quantity `torch.autograd.grad` of the
-  summed output gives. Differentiable again (`jax.grad` of it reaches the parameters).
-  Unweighted: the caller multiplies by λ.
+  `d_fn` maps images (..., H, W, C) to per-sample logits (...,); norms are per image. The
+  gradient of their sum gives each sample's input gradient when samples do not interact; with
+  batch norm in train mode they do, and this is then the gradient of the batch's summed output,
+  the same quantity `torch.autograd.grad` of the summed output gives. Differentiable again
+  (`jax.grad` of it reaches the parameters). Unweighted: the caller multiplies by λ.
   """
   grads = jax.grad(lambda x: jnp.sum(d_fn(x)))(x_hat)
   norms = jnp.sqrt(jnp.sum(grads ** 2, axis=(-3, -2, -1)) + 1e-12)

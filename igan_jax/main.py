@@ -1,8 +1,11 @@
-"""Command line: `python -m igan_jax.main --config=experiments/fashion_mnist.py --workdir=DIR`.
+"""Command line: `python -m igan_jax.main --config=experiments/fashion_mnist.py --workdir=DIR`,
+or `igan-jax ...` with the same flags once the package is installed (`pip install .`).
 
-Flags only; the work is in train.py. Every user error (a bad config value or flag, a missing
-dataset, an unusable workdir or checkpoint) ends with one line on stderr that names the fix, and
-exit status 2, before anything is written into the workdir.
+Flags only; the work is in train.py (evaluation/workdir.py, sample.py for the other modes),
+and FID during training is built here (evaluation/during_training.py) and handed to training.
+Every user error (a bad config value or flag, a missing dataset, an unusable workdir or
+checkpoint) ends with one line on stderr that names the fix, and exit status 2, before anything
+is written into the workdir.
 """
 from __future__ import annotations
 
@@ -10,7 +13,12 @@ import os
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
+
+from igan_jax import config as config_lib
+from igan_jax.errors import UserError
+from igan_jax.workdir_lock import WorkdirError, check_workdir
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -19,14 +27,25 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples and logs.")
 flags.DEFINE_string("compilation_cache", os.path.join("~", ".cache", "igan_jax", "xla"),
                     "Persistent XLA compilation cache ('' = off; $JAX_COMPILATION_CACHE_DIR wins): "
-                    "a resumed run skips the compile of its training step (~40 s on CPU).")
-flags.DEFINE_enum("mode", "train", ["train", "params", "evaluate"],
+                    "a resumed run skips the compile of its training step.")
+flags.DEFINE_enum("mode", "train", ["train", "params", "evaluate", "sample"],
                   "train: train or resume in --workdir; params: print parameter counts; "
                   "evaluate: FID/KID/precision/recall/density/coverage of a checkpoint in "
-                  "--workdir, written to <workdir>/eval/<step>.json (igan_jax/evaluate.py).")
+                  "--workdir, written to <workdir>/eval/<step>.json "
+                  "(igan_jax/evaluation/workdir.py); "
+                  "sample: --num_images PNG files and one images.npz of a checkpoint in "
+                  "--workdir, written to --out (igan_jax/sample.py; without --config it uses "
+                  "the workdir's config.json).")
 flags.DEFINE_string("checkpoint", None,
-                    "--mode=evaluate: a step number, or 'best' (the lowest-FID state kept by FID "
-                    "during training, config.eval_every); default: the latest.")
+                    "--mode=evaluate/sample: a step number, or 'best' (the lowest-FID state kept "
+                    "by FID during training, config.eval_every); default: the latest.")
+flags.DEFINE_integer("num_images", 64, "--mode=sample: how many images to write (igan_v2/vn: "
+                     "in all, every class equally often).", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "--mode=sample: the latent seed (the evaluation's latents of "
+                     "this seed, not config.seed): the same seed gives the same images.",
+                     lower_bound=0)
+flags.DEFINE_string("out", None, "--mode=sample: a new or empty directory for the images "
+                    "(default <workdir>/generated/<step>/).")
 
 
 def _fail(msg: str):
@@ -37,8 +56,6 @@ def _fail(msg: str):
 def _precheck_config_args(argv):
   """Loads the --config file and checks each --config.KEY override names an existing key, so
   that these errors are one clear line (config_flags would defer them to a traceback)."""
-  from igan_jax import config as config_lib
-
   path, overrides = None, []
   for i, a in enumerate(argv[1:], 1):
     if a.startswith("--config="):
@@ -61,7 +78,6 @@ def _precheck_config_args(argv):
 
 
 def _parse_flags(argv):
-  from igan_jax import config as config_lib
   try:
     _precheck_config_args(argv)
   except config_lib.ConfigError as e:
@@ -77,7 +93,6 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; flags are --config, --workdir, --mode")
-  from igan_jax.workdir_lock import WorkdirError, WorkdirLocked, check_workdir
   if FLAGS.mode == "train" and FLAGS.workdir:
     # Before JAX starts and before the data loads: an unusable workdir fails in a second.
     try:
@@ -87,7 +102,6 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     # The libraries' INFO lines (orbax on every save, JAX's backend probing) would bury the
     # progress line; --verbosity=0 brings them back.
-    from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)
   import jax  # after flag parsing: errors above cost no JAX start-up
 
@@ -95,33 +109,42 @@ def main(argv):
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(FLAGS.compilation_cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
-  from igan_jax import checkpoint, config as config_lib, data, models, train
+  # Late, like jax: these load JAX and Flax, and every error above fails without that cost.
+  from igan_jax import models, sample, train
+  from igan_jax.evaluation import during_training, workdir as evaluation_workdir
 
-  if FLAGS.config is None:
+  if FLAGS.mode == "sample" and not FLAGS.workdir:
+    _fail("--workdir is required for --mode=sample: the workdir of a trained run")
+  if FLAGS.config is None and FLAGS.mode != "sample":
     _fail("--config is required, e.g. --config=experiments/fashion_mnist.py")
   try:
-    config = config_lib.validate(FLAGS.config)
+    if FLAGS.config is None:  # --mode=sample: the config the run was trained with
+      config = sample.run_config(FLAGS.workdir)
+    else:
+      config = config_lib.validate(FLAGS.config)
+    if FLAGS.mode == "sample":
+      done = sample.sample_workdir(config, FLAGS.workdir, step=FLAGS.checkpoint,
+                                   num_images=FLAGS.num_images, seed=FLAGS.seed, out_dir=FLAGS.out)
+      print(f"[igan_jax] sample: {done['num_images']} images of step {done['step']} (seed "
+            f"{done['seed']}) written to {done['out_dir']}", flush=True)
+      return
     if FLAGS.mode == "params":
       state = train.create_train_state(config)
       print(f"generator: {models.param_count(state.g.params):,} parameters")
       print(f"discriminator: {models.param_count(state.d.params):,} parameters")
       return
     if FLAGS.mode == "evaluate":
-      from igan_jax import evaluate
       if not FLAGS.workdir:
         _fail("--workdir is required for --mode=evaluate: the workdir of a trained run")
-      try:
-        evaluate.evaluate_workdir(config, FLAGS.workdir, step=FLAGS.checkpoint)
-      except evaluate.EvaluationError as e:
-        _fail(str(e))
+      evaluation_workdir.evaluate_workdir(config, FLAGS.workdir, step=FLAGS.checkpoint)
       return
     if not FLAGS.workdir:
       _fail("--workdir is required for --mode=train, e.g. --workdir=runs/fashion_mnist")
     print(f"[igan_jax] JAX {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({jax.default_backend()}), {jax.device_count()} device(s)", flush=True)
-    train.train_and_evaluate(config, FLAGS.workdir)
-  except (config_lib.ConfigError, data.DatasetError, checkpoint.CheckpointError,
-          WorkdirError, train.WorkdirError, WorkdirLocked) as e:
+    train.train_and_evaluate(config, FLAGS.workdir,
+                             evaluator=during_training.for_config(config))
+  except UserError as e:  # every error the user can fix: one line, exit status 2
     _fail(str(e))
   except train.TrainingDiverged as e:
     print(f"igan_jax: stopped: {e}", file=sys.stderr, flush=True)

@@ -5,7 +5,7 @@ Called after each evaluation during training (and usable on any workdir, even wh
 writing). Robust to what a real metrics.jsonl holds:
   - rows carry different keys (loss rows, evaluation rows, rollback and collapse notes): each
     series takes the rows that have its key;
-  - a non-finite value is logged as the string "nan"/"inf" (logging._plain): not plotted;
+  - a non-finite value is logged as the string "nan"/"inf" (metric_writer._plain): not plotted;
   - a run killed mid-write leaves a truncated last line: unreadable lines are skipped;
   - a resumed or rolled-back run logs some steps again: the row written last wins, since it
     belongs to the run that went on.
@@ -38,7 +38,7 @@ def read_metrics(path: str) -> dict[str, list[tuple[int, float]]]:
         continue  # a truncated or foreign line
       for key, value in row.items():
         if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-          value = float(value)  # how logging.MetricWriter writes a non-finite value
+          value = float(value)  # how metric_writer.MetricWriter writes a non-finite value
         if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
           continue
         if math.isfinite(value):
@@ -49,6 +49,8 @@ def read_metrics(path: str) -> dict[str, list[tuple[int, float]]]:
 
 
 def _save(fig, path: str):
+  # matplotlib is imported where a figure is drawn (here and below), not with the module: it
+  # takes seconds to import, and training imports plots.py whether or not it draws.
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   FigureCanvasAgg(fig)
   tmp = f"{path}.tmp{os.getpid()}.png"  # same directory: os.replace is atomic
@@ -68,7 +70,7 @@ def _plot(ax, points, label, **style):
 
 
 def _losses_figure(series: dict, title: str):
-  from matplotlib.figure import Figure
+  from matplotlib.figure import Figure  # late: see _save
   losses = [k for k in LOSS_KEYS[:2] if k in series]
   has_gp = "gp" in series
   rows = int(bool(losses)) + int(has_gp)
@@ -92,7 +94,7 @@ def _losses_figure(series: dict, title: str):
 
 
 def _fid_figure(series: dict, keys: list[str], title: str):
-  from matplotlib.figure import Figure
+  from matplotlib.figure import Figure  # late: see plots._save
   fig = Figure(figsize=(8, 4), layout="constrained")
   ax = fig.subplots()
   for k in keys:

@@ -21,6 +21,7 @@ Read from the workdir, nothing written:
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import glob
 import json
@@ -32,16 +33,25 @@ import sys
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-GRID_PAD = 2  # logging.image_grid's padding between tiles
+from igan_jax import config as config_lib
+from igan_jax.errors import UserError
+from igan_jax.evaluation.settings import EvaluationError
+
+GRID_PAD = 2  # metric_writer.image_grid's padding between tiles
 SPIKE_SKIP = 0.1  # the share of logged steps before the spike window starts
+
+
+class ReportError(UserError, FileNotFoundError):
+  """What the report reads is not there (not a training workdir, no grid of that step)."""
 
 
 def read_log(workdir: str) -> list[dict]:
   """The rows of <workdir>/metrics.jsonl that carry training losses, in step order."""
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} does not exist: is {workdir} a training workdir?")
+    raise ReportError(f"{path} does not exist: is {workdir} a training workdir?")
   rows = []
   with open(path) as f:
     for line in f:
@@ -143,17 +153,16 @@ def find_grid(workdir: str, step: int | None = None) -> tuple[str, int]:
   steps = {int(m.group(1)): p for p in paths
            if (m := re.search(r"step_(\d+)\.png$", p))}
   if not steps:
-    raise FileNotFoundError(f"no sample grid in {workdir}/samples")
+    raise ReportError(f"no sample grid in {workdir}/samples")
   if step is None:
     step = max(steps)
   if step not in steps:
-    raise FileNotFoundError(f"no sample grid for step {step} in {workdir}/samples "
+    raise ReportError(f"no sample grid for step {step} in {workdir}/samples "
                             f"(there are: {sorted(steps)[-5:]})")
   return steps[step], step
 
 
 def grid_summary(path: str, size: int) -> dict:
-  from PIL import Image
   grid = np.asarray(Image.open(path))
   tiles = grid_tiles(grid, size)
   return dict(path=path, images=len(tiles), period2_power=period2_power(tiles),
@@ -162,14 +171,17 @@ def grid_summary(path: str, size: int) -> dict:
 
 
 def sample_summary(config, workdir: str, step: int | None, num_samples: int) -> dict:
-  """Classifier FID, class entropy and confidence of num_samples generated images (seed 0)."""
-  from igan_jax import evaluate
+  """Classifier FID, class entropy and confidence of num_samples generated images (seed 0):
+  `evaluate_workdir`, which restores the checkpoint read-only (checkpoint.restore_read_only)."""
+  # Late: the evaluation loads JAX and Flax (~3 s), which a report without samples (the
+  # reproduction table's) does not need.
+  from igan_jax.evaluation import workdir as evaluation_workdir
   try:
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON alone
-      record = evaluate.evaluate_workdir(config, workdir, step=step, num_samples=num_samples,
-                                         seeds=(0,), backbones=("classifier",), write=False,
-                                         verbose=False)
-  except evaluate.EvaluationError as e:  # e.g. colour images: no classifier for them
+      record = evaluation_workdir.evaluate_workdir(
+          config, workdir, step=step, num_samples=num_samples, seeds=(0,),
+          backbones=("classifier",), write=False, verbose=False)
+  except EvaluationError as e:  # e.g. colour images: no classifier for them
     return dict(skipped=str(e))
   if "classifier" not in record["backbones"]:
     return dict(skipped=record["skipped"].get("classifier", "classifier unavailable"))
@@ -198,10 +210,9 @@ def machine() -> dict:
 
 def load_run_config(workdir: str):
   """The config a training workdir was run with (<workdir>/config.json, missing keys filled)."""
-  from igan_jax import config as config_lib
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} does not exist: is {workdir} a training workdir?")
+    raise ReportError(f"{path} does not exist: is {workdir} a training workdir?")
   with open(path) as f:
     return config_lib.from_saved(json.load(f))
 
@@ -223,7 +234,6 @@ def run_report(workdir: str, step: int | None = None, num_samples: int = 10_000,
 
 
 def main(argv=None) -> int:
-  import argparse
   p = argparse.ArgumentParser(prog="python -m igan_jax.report", description=__doc__.split("\n")[0])
   p.add_argument("--workdir", required=True, help="the run's workdir")
   p.add_argument("--step", type=int, default=None,
@@ -231,11 +241,9 @@ def main(argv=None) -> int:
   p.add_argument("--num_samples", type=int, default=10_000,
                  help="generated images for the classifier metrics (0 = skip them)")
   args = p.parse_args(argv)
-  from igan_jax.checkpoint import CheckpointError
-  from igan_jax.config import ConfigError
   try:
     report = run_report(args.workdir, args.step, args.num_samples)
-  except (FileNotFoundError, ValueError, ConfigError, CheckpointError) as e:
+  except (ValueError, UserError) as e:  # what the user can fix (ReportError included)
     print(f"igan_jax.report: error: {e}", file=sys.stderr)
     return 2
   print(json.dumps(report, indent=2))

@@ -15,24 +15,24 @@ Every stage skips what is done and resumes what was stopped, so the same command
 wherever an earlier call was killed, on this machine or another:
   1. train: skipped when `<workdir>/checkpoints/<B>` exists; otherwise the training command,
      which resumes from the run's latest checkpoint;
-  2. evaluate: checkpoint B with `evaluate.evaluate_workdir` (latent seed 0; the classifier at
-     N = `--num_samples` = 10,000 vs 10,000 test images, the FID Inception at N =
+  2. evaluate: checkpoint B with `evaluation.workdir.evaluate_workdir` (latent seed 0; the
+     classifier at N = `--num_samples` = 10,000 vs 10,000 test images, the FID Inception at N =
      `--inception_samples`, each with its real-vs-real floor at that N), written to
      `<workdir>/eval/<B>.json`; skipped when a record of step B with the same protocol exists;
   3. table: the run report's log and grid numbers (igan_jax.report: spike ratio, period-2 power,
      brightness, training seconds) and the evaluation's numbers per run, mean ± sd over seeds per
-     model, written to `<root>/reproduction.json` and `<root>/reproduction.md`, with the last
-     grid of every run and all FID-during-training curves in one figure (both in
-     `<root>/reproduction/`, beside the page).
+     model, written to `<root>/reproduction.json` and `<root>/reproduction.md`
+     (reproduction_page.py), with the last grid of every run and all FID-during-training curves
+     in one figure (both in `<root>/reproduction/`, beside the page).
 `--docs=DIR` also copies the page, figure and grids to DIR/reproduction.md, DIR/reproduction/.
 
 The machine each run trained on is recorded per training call in `<workdir>/machines.jsonl`
 (CPU family, cores, JAX backend, steps and seconds): compare wall-clock only between runs of
 one machine kind.
 
-The Inception network runs ~6.5 images/s on 2 CPU cores, hence the default N = 2,000 there
-(~5 min per run, and ~10 min once for the two real references, cached); on a GPU pass
-`--inception_samples=10000`, the paper's protocol.
+The Inception network runs a few images per second on 2 CPU cores (docs/speed.md), hence the
+default N = 2,000 there (minutes per run, plus the two real references once, cached); on a GPU
+pass `--inception_samples=10000`, the paper's protocol.
 """
 from __future__ import annotations
 
@@ -40,40 +40,23 @@ import argparse
 import dataclasses
 import glob
 import json
-import math
 import os
-import shutil
 import subprocess
 import sys
 import time
 from typing import Any, Sequence
 
-from igan_jax import report
+from igan_jax import config as config_lib, plots, report
+from igan_jax.errors import UserError
+from igan_jax.reproduction_page import aggregate, copy_to_docs, markdown_table, write_page
 
 EXPERIMENT = "experiments/fashion_mnist.py"
-IMAGES = "reproduction"  # <root>/reproduction/: the grids and the curves, beside the page
 DEFAULT_ITERATIONS = 3_000
 DEFAULT_SEEDS = {"igan": (0, 1, 2), "dcgan": (0, 1), "wgan_gp": (0, 1), "igan_v2": (0,),
                  "igan_paper": (0, 1)}
-LABELS = {"igan": "IGAN", "dcgan": "DCGAN", "wgan_gp": "WGAN-GP", "igan_v2": "IGAN_V2",
-          "igan_vn": "IGAN_VN", "igan_paper": "IGAN (paper-literal recipe)"}
-# Columns of the table: (key in a run's summary, header, format).
-COLUMNS = (
-    ("classifier_fid", "classifier FID", "{:.1f}"),
-    ("inception_fid", "Inception FID", "{:.1f}"),
-    ("inception_kid", "Inception KID ×10³", "{:.1f}"),
-    ("precision", "precision", "{:.3f}"),
-    ("recall", "recall", "{:.3f}"),
-    ("class_entropy", "class entropy (nats)", "{:.3f}"),
-    ("mean_confidence", "confidence", "{:.3f}"),
-    ("spike_ratio", "spike ratio", "{:.2f}"),
-    ("period2_power", "period-2 power", "{:.4f}"),
-    ("period4_power", "period-4 power", "{:.4f}"),
-    ("train_minutes", "training minutes", "{:.1f}"),
-)
 
 
-class ReproduceError(RuntimeError):
+class ReproduceError(UserError, RuntimeError):
   """A stage cannot go on; str(e) says what to do."""
 
 
@@ -177,12 +160,12 @@ def evaluate(run: Run, step: int, protocol: dict, log=print) -> dict:
   if record is not None:
     log(f"{run.name}: evaluation of step {step} exists, reused")
     return record
-  from igan_jax import evaluate as evaluate_lib
+  from igan_jax.evaluation.workdir import evaluate_workdir  # late: loads JAX (~3 s)
   config = report.load_run_config(run.workdir)
   backbones = tuple(name for name, n in protocol.items() if n > 0)
   what = ", ".join(f"{b} N={protocol[b]}" for b in backbones)
   log(f"{run.name}: evaluating step {step} ({what})")
-  record = evaluate_lib.evaluate_workdir(
+  record = evaluate_workdir(
       config, run.workdir, step=step, num_samples=protocol["classifier"], seeds=(0,),
       backbones=backbones, inception_samples=protocol.get("inception", 0), verbose=False)
   missing = [b for b in backbones if b not in record["backbones"]]
@@ -244,171 +227,19 @@ def _machines(workdir: str) -> list[str]:
 
 
 def _fid_curve(workdir: str) -> list[tuple[int, float]]:
-  from igan_jax import plots
   series = plots.read_metrics(os.path.join(workdir, "metrics.jsonl"))
   keys = [k for k in series if k.startswith("fid_") and not k.endswith("_floor")
           and not k.endswith("_ema")]
   return sorted(series[keys[0]]) if keys else []
 
 
-def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
-  """Mean and sample standard deviation (N − 1 divisor; None for one value)."""
-  n = len(values)
-  mean = sum(values) / n
-  if n < 2:
-    return mean, None
-  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def aggregate(summaries: Sequence[dict]) -> list[dict]:
-  """Per model (in first-seen order): n runs and mean / sd of every column present in all."""
-  rows = []
-  for variant in dict.fromkeys(s["variant"] for s in summaries):
-    runs = [s for s in summaries if s["variant"] == variant]
-    row: dict[str, Any] = dict(variant=variant, label=LABELS.get(variant, variant),
-                               seeds=[r["seed"] for r in runs])
-    for key, _, _ in COLUMNS + (("classifier_floor", "", ""), ("inception_floor", "", ""),
-                                ("inception_kid_floor", "", ""), ("inception_n", "", ""),
-                                ("classifier_n", "", "")):
-      values = [r[key] for r in runs if r.get(key) is not None]
-      if len(values) == len(runs):
-        row[key] = mean_sd(values)
-    rows.append(row)
-  return rows
-
-
-def _cell(value, fmt: str) -> str:
-  if value is None:
-    return "—"
-  mean, sd = value
-  return fmt.format(mean) + ("" if sd is None else " ± " + fmt.format(sd))
-
-
-def markdown_table(rows: Sequence[dict]) -> str:
-  """The table: one line per model, mean ± sd over its seeds."""
-  header = ["model", "seeds"] + [h for _, h, _ in COLUMNS]
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for row in rows:
-    cells = [row["label"], str(len(row["seeds"]))]
-    cells += [_cell(row.get(key), fmt) for key, _, fmt in COLUMNS]
-    lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines)
-
-
-def runs_table(summaries: Sequence[dict]) -> str:
-  """Every run on its own line (the numbers behind the means)."""
-  keys = [c for c in COLUMNS]
-  header = ["run"] + [h for _, h, _ in keys] + ["machine"]
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for s in summaries:
-    cells = [s["run"]] + [("—" if s.get(k) is None else f.format(s[k])) for k, _, f in keys]
-    cells.append("; ".join(s["machines"]) or "not recorded")
-    lines.append("| " + " | ".join(cells) + " |")
-  return "\n".join(lines)
-
-
-def fid_curves_figure(summaries: Sequence[dict], path: str) -> str | None:
-  """All runs' FID-during-training curves in one figure, one colour per model."""
-  if not any(s["fid_curve"] for s in summaries):
-    return None
-  from matplotlib.figure import Figure
-  fig = Figure(figsize=(8, 4.5), layout="constrained")
-  ax = fig.subplots()
-  colours = {}
-  palette = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
-  for s in summaries:
-    if not s["fid_curve"]:
-      continue
-    colour = colours.setdefault(s["variant"], palette[len(colours) % len(palette)])
-    steps, values = zip(*s["fid_curve"])
-    label = LABELS.get(s["variant"], s["variant"]) if s["seed"] == min(
-        t["seed"] for t in summaries if t["variant"] == s["variant"]) else None
-    ax.plot(steps, values, color=colour, alpha=0.8, linewidth=1.3, marker=".", label=label)
-  ax.set_xlabel("iteration")
-  ax.set_ylabel("classifier FID, N = 2,000 (lower is better)")
-  ax.set_yscale("log")
-  ax.grid(True, alpha=0.3, which="both")
-  ax.legend(loc="best")
-  ax.set_title("FID during training, every seed")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path + ".tmp.png", dpi=110)
-  os.replace(path + ".tmp.png", path)
-  return path
-
-
-def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: int,
-               protocol: dict, commands: list[str], eval_every: int,
-               train_flags: Sequence[str] = (), root_label: str | None = None) -> str:
-  """Writes <root>/reproduction.md and .json, the grids and the curves (<root>/reproduction/);
-  returns the page's path."""
-  grid_dir = os.path.join(root, IMAGES)
-  os.makedirs(grid_dir, exist_ok=True)
-  for s in summaries:
-    shutil.copyfile(s["grid"], os.path.join(grid_dir, f"{s['run']}.png"))
-  curves = fid_curves_figure(summaries, os.path.join(grid_dir, "fid_curves.png"))
-  floors = []
-  for key, label in (("classifier_floor", "classifier"), ("inception_floor", "Inception")):
-    vals = [s[key] for s in summaries if s.get(key) is not None]
-    if vals:
-      floors.append(f"{label} FID {min(vals):.2f}")
-  lines = [
-      f"# Fashion-MNIST reproduction table ({iterations:,} iterations per run)", "",
-      "Generated by `python -m igan_jax.reproduce` (the command below); every number comes from "
-      "the runs' own workdirs. Mean ± sd over training seeds; each run evaluated at its last "
-      f"checkpoint (step {iterations:,}) with latent seed 0: classifier features at N = "
-      f"{protocol['classifier']:,} generated vs {protocol['classifier']:,} test images"
-      + (f", FID Inception-V3 at N = {protocol['inception']:,} (KID on the same features)"
-         if protocol.get("inception") else "") + ". "
-      f"Real-vs-real floors at the same N: {', '.join(floors) or '—'}.",
-      "", markdown_table(rows), "",
-      "Spike ratio: max / median of the logged d_loss past the first 10 % of the run; period-2 "
-      "and period-4 power: the share of the last sample grid's spectral power at those periods "
-      "(checkerboard and patch textures; real Fashion-MNIST 0.004 and 0.025); training minutes: "
-      "the log's Σ iterations / speed (evaluations excluded).", "",
-      "## Every run", "", runs_table(summaries), "",
-  ]
-  if curves:
-    lines += ["## FID during training", "", "![FID curves](reproduction/fid_curves.png)", ""]
-  lines += ["## Last sample grids", ""]
-  for s in summaries:
-    lines.append(f"**{s['run']}** (step {s['step']:,})  ")
-    lines.append(f"![{s['run']}](reproduction/{s['run']}.png)")
-    lines.append("")
-  lines += ["## Commands", "", "```bash", "python -m igan_jax.reproduce " + " ".join(commands),
-            "```", "", "Each training run it started:", "", "```bash"]
+def page_train_commands(summaries: Sequence[dict], root_label: str, iterations: int,
+                        eval_every: int, train_flags: Sequence[str] = ()) -> list[str]:
+  """Each run's training command as the page shows it."""
   # Workdirs as the user named the root (runs/reproduction/igan_seed0), not this machine's path.
-  label = root_label or root
-  lines += [" ".join(train_command(Run(s["variant"], s["seed"], os.path.join(label, s["run"])),
-                                   iterations, eval_every, python="python", extra=train_flags))
-            for s in summaries]
-  lines += ["```", ""]
-  page = os.path.join(root, "reproduction.md")
-  with open(page + ".tmp", "w") as f:
-    f.write("\n".join(lines))
-  os.replace(page + ".tmp", page)
-  with open(os.path.join(root, "reproduction.json"), "w") as f:
-    json.dump(dict(iterations=iterations, protocol=protocol, models=rows, runs=summaries), f,
-              indent=2, default=list)
-  return page
-
-
-def copy_to_docs(root: str, summaries: Sequence[dict], docs: str) -> str:
-  """docs/reproduction.md with its images under docs/reproduction/ (the page names paths only
-  as the command was given them: a relative --root keeps this machine's paths out of it)."""
-  img_dir = os.path.join(docs, "reproduction")
-  os.makedirs(img_dir, exist_ok=True)
-  for s in summaries:
-    shutil.copyfile(os.path.join(root, IMAGES, f"{s['run']}.png"),
-                    os.path.join(img_dir, f"{s['run']}.png"))
-  curves = os.path.join(root, IMAGES, "fid_curves.png")
-  if os.path.exists(curves):
-    shutil.copyfile(curves, os.path.join(img_dir, "fid_curves.png"))
-  target = os.path.join(docs, "reproduction.md")
-  with open(os.path.join(root, "reproduction.md")) as f:
-    text = f.read()
-  with open(target, "w") as f:
-    f.write(text)
-  return target
+  return [" ".join(train_command(Run(s["variant"], s["seed"], os.path.join(root_label, s["run"])),
+                                 iterations, eval_every, python="python", extra=train_flags))
+          for s in summaries]
 
 
 def parse_seeds(specs: Sequence[str], variants: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -427,7 +258,6 @@ def parse_seeds(specs: Sequence[str], variants: Sequence[str]) -> dict[str, tupl
 
 
 def main(argv=None) -> int:
-  from igan_jax import config as config_lib
   p = argparse.ArgumentParser(prog="python -m igan_jax.reproduce",
                               description=__doc__.split("\n")[0])
   p.add_argument("--root", default="runs/reproduction", help="where the runs' workdirs go")
@@ -484,8 +314,10 @@ def main(argv=None) -> int:
                                                         "inception_samples")]
     commands += [f"--seeds={s}" for s in args.seeds]
     commands += [f"--train_flag={f}" for f in args.train_flag]
+    train_lines = page_train_commands(summaries, args.root or os.path.abspath(args.root),
+                                      args.iterations, eval_every, args.train_flag)
     page = write_page(os.path.abspath(args.root), rows, summaries, args.iterations, protocol,
-                      commands, eval_every, args.train_flag, root_label=args.root)
+                      commands, train_lines)
     _log(f"wrote {page}")
     if args.docs:
       _log(f"wrote {copy_to_docs(os.path.abspath(args.root), summaries, args.docs)}")

@@ -1,5 +1,5 @@
-"""Training: create_train_state, train_step (one paper iteration), train_steps, generate, and the
-loop train_and_evaluate (log, sample, checkpoint).
+"""Training: train_step (one paper iteration), train_steps, and the loop train_and_evaluate (log,
+sample, checkpoint, roll back, and FID during training through the evaluator it is given).
 
 One paper iteration (docs/paper.md §2): n_critic discriminator updates, each on a fresh real
 batch with loss + λ·gradient penalty and Gaussian instance noise on both inputs, then one
@@ -10,96 +10,38 @@ over classes of the per-class loss, so each discriminator gets exactly the gradi
 loss. Everything random in iteration t comes from fold_in(state.rng, t), the choice of real
 examples included (docs/design.md §1), so a run restored from a checkpoint continues
 bit-exactly.
+
+`create_train_state` (state.py) and `generate` (inference.py) live outside this module so that
+evaluation never imports training; training imports no evaluation either: `train_and_evaluate`
+takes its evaluator as an argument (docs/design.md §2).
 """
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from igan_jax import input_pipeline, models, optim
+from igan_jax import checkpoint as ckpt_lib
+from igan_jax import input_pipeline, optim, plots
 from igan_jax.compile_options import jit
 from igan_jax.data.sampler import to_unit_range
+# generate, create_train_state, step_config: re-exported (igan_jax.<name>, train.<name>).
+from igan_jax.inference import generate, sample_grid_images, sample_latents  # noqa: F401
 from igan_jax.losses import (add_instance_noise, get_losses, gradient_penalty, interpolate,
                              noise_scale)
-from igan_jax.state import GANState, ModelState, StepConfig
+from igan_jax.state import (GANState, ModelState, create_train_state,  # noqa: F401
+                            image_shape, step_config)
+# The workdir checks live beside the lock (one module, the workdir's safety); re-exported here.
+from igan_jax.workdir_lock import WorkdirError, WorkdirLock, check_workdir  # noqa: F401
 
 # Stream ids for fold_in: each consumer of randomness in iteration t gets its own stream.
 _DATA, _CRITIC, _GEN, _SAMPLES = input_pipeline.DATA_STREAM, 1, 2, 3
-
-
-def step_config(config) -> StepConfig:
-  return StepConfig(batch_size=config.batch_size, n_critic=config.n_critic,
-                    z_dim=config.model.z_dim, loss=config.loss.name,
-                    real_label=config.loss.real_label, fake_label=config.loss.fake_label,
-                    gp_weight=config.loss.gp_weight, noise_std=config.loss.noise_std,
-                    ema_decay=config.get("ema_decay", 0.0),
-                    num_classes=models.num_classes(config.model),
-                    gp_center=config.loss.get("gp_center", 1.0),
-                    gp_bn=config.loss.get("gp_bn", "batch"),
-                    d_bn_batch=config.loss.get("d_bn_batch", "separate"),
-                    noise_anneal=config.loss.get("noise_anneal", 0))
-
-
-def image_shape(config) -> tuple[int, int, int]:
-  from igan_jax.data import image_shape as dataset_image_shape
-  return tuple(dataset_image_shape(config.data.name, config.data.resolution))
-
-
-@functools.lru_cache(maxsize=16)
-def _static_parts(config_json: str):
-  """(generator, discriminator, d_tx, g_tx, jitted inits) for one config, built once.
-
-  Module apply functions and optimisers are static fields of the state, hence part of every jit
-  cache key: building them once per config lets states made by separate create_train_state
-  calls (a resume, a test) share compiled steps instead of recompiling.
-  """
-  import ml_collections
-  config = ml_collections.ConfigDict(json.loads(config_json))
-  res, _, ch = image_shape(config)
-  g_model = models.build_generator(config.model, res, ch)
-  d_model = models.build_discriminator(config.model, res)
-  d_tx, g_tx = optim.make_optimizers(config.optim, config.n_critic)
-  g_init = jit(functools.partial(g_model.init, train=False))
-  d_init = jit(functools.partial(d_model.init, train=False))
-  return g_model, d_model, d_tx, g_tx, g_init, d_init
-
-
-def create_train_state(config, rng: jax.Array | None = None) -> GANState:
-  """A fresh GANState for `config`; `rng` defaults to PRNGKey(config.seed)."""
-  rng = jax.random.PRNGKey(config.seed) if rng is None else rng
-  res, _, ch = image_shape(config)
-  key = json.dumps({k: config.to_dict()[k] for k in ("model", "optim", "n_critic", "data")},
-                   sort_keys=True)
-  g_model, d_model, d_tx, g_tx, g_init, d_init = _static_parts(key)
-  k_g, k_d = jax.random.split(jax.random.fold_in(rng, 0x1A17))
-  g_vars = g_init(k_g, jnp.zeros((2, config.model.z_dim), jnp.float32))
-  n = models.num_classes(config.model)
-  d_vars = d_init(k_d, jnp.zeros(((n,) if n > 1 else ()) + (2, res, res, ch), jnp.float32))
-
-  def model_state(model, variables, tx):
-    ms = ModelState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                           batch_stats=variables.get("batch_stats"))
-    # An int32 array, not flax's Python 0: a weakly typed step would make the first step, every
-    # later step and a restored state three different jit signatures (three compilations).
-    return ms.replace(step=jnp.zeros((), jnp.int32))
-
-  hp = step_config(config)
-  g = model_state(g_model, g_vars, g_tx)
-  state = GANState(step=jnp.zeros((), jnp.int32), rng=rng, g=g,
-                   d=model_state(d_model, d_vars, d_tx), hp=hp,
-                   g_ema=g.params if hp.ema_decay > 0 else None)
-  # Committed to the device like a restored state's arrays: jit keys on that too, so a fresh
-  # and a restored state (a resume, a rollback) share one compiled step.
-  return jax.device_put(state, jax.local_devices()[0])
 
 
 def _apply(ms: ModelState, params, x, train: bool, rngs=None):
@@ -311,45 +253,6 @@ def train_steps_streamed(state: GANState, batches) -> tuple[GANState, dict]:
   return _stack_metrics(state, metrics)
 
 
-@functools.partial(jit, static_argnames="use_ema")
-def _generate(state: GANState, z, use_ema=False):
-  params = state.g_ema if use_ema else state.g.params
-  out, _ = _apply(state.g, params, z, train=False)
-  return out
-
-
-def generate(state: GANState, z: jax.Array, use_ema: bool = False,
-             label: int | None = None) -> jax.Array:
-  """Images in [−1, 1] from latents z (B, z_dim); inference mode (running BN stats, no dropout).
-
-  (B, H, W, C); the class-stacked models give one image per class, (N, B, H, W, C), or with
-  `label` = k only class k's (B, H, W, C)."""
-  if use_ema and state.g_ema is None:
-    raise ValueError("this state has no EMA generator (config.ema_decay is 0)")
-  n = state.hp.num_classes
-  if label is not None and (n == 1 or not 0 <= label < n):
-    raise ValueError(f"label={label}: this model has {n} class(es); "
-                     + ("pass label=None" if n == 1 else f"pass 0..{n - 1} or None"))
-  out = _generate(state, z, use_ema=use_ema)
-  return out if label is None else out[label]
-
-
-def sample_grid_images(state: GANState, fixed_z: jax.Array) -> tuple[np.ndarray, int]:
-  """(images, columns) of a run's sample grid: for the class-stacked models one row per class."""
-  images = np.asarray(jax.device_get(generate(state, fixed_z)))
-  if state.hp.num_classes == 1:
-    return images, None
-  return images.reshape((-1,) + images.shape[2:]), images.shape[1]
-
-
-def sample_latents(state: GANState, n: int) -> jax.Array:
-  """The run's fixed latents for sample grids: the same z at every step of a run (for the
-  class-stacked models n // N of them, at least 4: the grid has N rows of those)."""
-  if state.hp.num_classes > 1:
-    n = max(4, n // state.hp.num_classes)
-  return jax.random.normal(jax.random.fold_in(state.rng, 0x5A3D), (n, state.hp.z_dim))
-
-
 def learning_rates(config, step) -> tuple[float, float]:
   d_lr, g_lr = optim.schedules(config.optim)
   return float(d_lr(step)), float(g_lr(step))
@@ -357,10 +260,6 @@ def learning_rates(config, step) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------------------------
 # The loop.
-
-
-# The workdir checks live beside the lock (one module, the workdir's safety); re-exported here.
-from igan_jax.workdir_lock import WorkdirError, check_workdir  # noqa: E402,F401
 
 
 def _event_period(config) -> int:
@@ -409,14 +308,13 @@ def _evaluate_during_training(state, step, evaluator, best, writer, workdir):
 
 def _refresh_plots(workdir):
   """Loss (and FID) curves as PNGs in <workdir>/plots/; a plotting failure never stops a run."""
-  from igan_jax import plots
   try:
     plots.refresh(workdir)
   except Exception as e:  # pylint: disable=broad-except
     print(f"[igan_jax] WARNING: could not draw the plots ({type(e).__name__}: {e})", flush=True)
 
 
-def train_and_evaluate(config, workdir: str) -> GANState:
+def train_and_evaluate(config, workdir: str, evaluator=None) -> GANState:
   """Trains (or resumes) the run in `workdir` up to config.num_iterations; returns the state.
 
   Per call of train_steps (every gcd(log, sample, checkpoint) iterations) one scalar comes back
@@ -424,11 +322,15 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   logged as good nor checkpointed: the run rolls back to the last checkpoint (or the initial
   state) with a fresh fold of the rng, at most config.max_rollbacks times (then
   TrainingDiverged names the step and the last good checkpoint).
-  """
-  from igan_jax import checkpoint as ckpt_lib
-  from igan_jax.logging import MetricWriter, save_image_grid
-  from igan_jax.workdir_lock import WorkdirLock
 
+  evaluator: FID during training every config.eval_every iterations (required when that is > 0;
+  `igan_jax.evaluation.during_training.for_config(config)` builds it). Used: `build(state)` once,
+  before anything is written; `evaluator(state)` → floats for metrics.jsonl; `key`, the value
+  the best checkpoint is chosen by (lower is better); `protocol`, stored with that checkpoint.
+  """
+  if config.get("eval_every", 0) and evaluator is None:
+    raise ValueError("config.eval_every > 0 needs an evaluator: pass evaluator="
+                     "igan_jax.evaluation.during_training.for_config(config)")
   workdir = check_workdir(workdir)
   config_dict = config.to_dict()
   saved_config = ckpt_lib.load_saved_config(workdir) if os.path.isdir(workdir) else None
@@ -441,21 +343,22 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   os.makedirs(workdir, exist_ok=True)
   try:
     with WorkdirLock(workdir):
-      return _train_locked(config, workdir, config_dict, data, ckpt_lib, MetricWriter,
-                           save_image_grid)
+      return _train_locked(config, workdir, config_dict, data, evaluator)
   finally:
     if isinstance(data, input_pipeline.StreamingData):
       data.close()
 
 
-def _train_locked(config, workdir, config_dict, data, ckpt_lib, MetricWriter, save_image_grid):
+def _train_locked(config, workdir, config_dict, data, evaluator):
+  # Late: tensorboardX takes ~3 s to import, and only a training run writes events.
+  from igan_jax.metric_writer import MetricWriter, save_image_grid
+
   initial = create_train_state(config)
   state = initial
   eval_every = config.get("eval_every", 0)
-  evaluator = None
-  if eval_every:
-    from igan_jax import evaluate as evaluate_lib
-    evaluator = evaluate_lib.TrainingEvaluator(config)
+  if not eval_every:
+    evaluator = None
+  if evaluator is not None:
     # Missing weights or data stop the run here, before it writes anything, not at the first
     # evaluation hours later.
     evaluator.build(initial)
@@ -515,6 +418,7 @@ def _train_locked(config, workdir, config_dict, data, ckpt_lib, MetricWriter, sa
       window.append(metrics)
       steps_in_window += k
       step += k
+      writer.tick(step, k, metrics)  # the live progress line, on a terminal only
       if step % config.log_every == 0 or step == config.num_iterations:
         host = jax.device_get(window)  # the one metrics transfer of a window
         elapsed = time.perf_counter() - t_window
@@ -541,7 +445,8 @@ def _train_locked(config, workdir, config_dict, data, ckpt_lib, MetricWriter, sa
           break
       if step % config.sample_every == 0 or step == config.num_iterations:
         grid, ncols = sample_grid_images(state, fixed_z)
-        save_image_grid(grid, os.path.join(workdir, "samples", f"step_{step:06d}.png"), ncols)
+        path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
+        writer.image(step, "samples", save_image_grid(grid, path, ncols))
       if step % config.checkpoint_every == 0 or step == config.num_iterations:
         checkpointer.save(state)
         if evaluator is None:  # with evaluation on, the plots refresh after each evaluation

@@ -11,8 +11,10 @@ import fcntl
 import os
 import tempfile
 
+from igan_jax.errors import UserError
 
-class WorkdirError(RuntimeError):
+
+class WorkdirError(UserError, RuntimeError):
   """The workdir cannot be used; str(e) says what to do."""
 
 
@@ -53,7 +55,7 @@ def check_workdir(workdir: str) -> str:
   return workdir
 
 
-class WorkdirLocked(RuntimeError):
+class WorkdirLocked(WorkdirError):
   """Another live process trains in this workdir."""
 
 

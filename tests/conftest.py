@@ -1,4 +1,5 @@
-"""Shared test setup: markers and a small, fast config for training tests."""
+"""Shared test setup: the XLA settings of the session, markers, and the shared fixtures (the
+helpers themselves are in tests/helpers.py)."""
 import os
 
 # Keep XLA:CPU to the machine's cores and quiet; set before JAX starts.
@@ -9,32 +10,25 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   import tempfile
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="igan_jax_xla_cache_")
   os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+# The tests check values, not speed, and compiling is most of their time: XLA:CPU's LLVM
+# optimisation of the random-number code (init, dropout) and of the training step. Unoptimised,
+# a tiny model's init compiles ~4x and its training step ~1.5x faster, and a test session about
+# twice as fast, for results that differ only by float rounding; the FID Inception network, the
+# one large program the tests run, executes ~2.5x slower (a few seconds). The CLI subprocesses
+# inherit the flags; flags the user sets in XLA_FLAGS win.
+_FAST_COMPILE = {"xla_backend_optimization_level": "0",
+                 "xla_llvm_disable_expensive_passes": "true"}
+_user_flags = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = " ".join([_user_flags] + [
+    f"--{k}={v}" for k, v in _FAST_COMPILE.items() if f"--{k}" not in _user_flags]).strip()
 
 import pytest  # noqa: E402
+
+from helpers import TINY, run_cli, tiny_config  # noqa: E402
 
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: end-to-end or real-data tests (run in CI too)")
-
-
-def tiny_config(name="fashion_mnist", resolution=28, **overrides):
-  """The paper's config with small widths and batch: same code paths, seconds to compile/run."""
-  from igan_jax.config import base_config, validate
-  c = base_config()
-  c.data.name = name
-  c.data.resolution = resolution
-  c.batch_size = 4
-  c.n_critic = 2
-  c.model.channels = 8
-  c.model.d_widths = (8, 16)
-  c.num_samples = 4
-  for key, value in overrides.items():
-    target = c
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  return validate(c)
 
 
 @pytest.fixture
@@ -45,8 +39,8 @@ def tiny():
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory):
   """A 4-iteration run of the real CLI on mock Fashion-MNIST, checkpoints at 2 and 4: shared by
-  tests/test_main.py and tests/test_errors.py, which only read it (copy it to change it)."""
-  from test_main import TINY, run_cli
+  tests/test_main.py, test_crash.py, test_errors.py and test_report.py, which only read it (copy
+  it to change it)."""
   workdir = str(tmp_path_factory.mktemp("run") / "wd")
   r = run_cli(["--config=experiments/fashion_mnist.py", f"--workdir={workdir}",
                "--config.num_iterations=4"] + TINY, mock=True)

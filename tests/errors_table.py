@@ -11,7 +11,7 @@ A row: what the user did, the command, the exit status, substrings of the one li
 answers (the last line of stderr, or a line of stdout for a run that recovers and goes on), and
 what happens to the workdir. `setup` names how tests/test_errors.py prepares the case; in
 commands and messages {workdir} and {tmp} stand for the case's workdir and temporary directory,
-and {tiny} for the small-model flags the tests train with (TINY in tests/test_main.py).
+and {tiny} for the small-model flags the tests train with (TINY in tests/helpers.py).
 """
 from __future__ import annotations
 
@@ -60,8 +60,9 @@ CASES = [
          ("config.data.resolution: must be one of", "got 64"), UNCHANGED),
     Case("lr_0", "set the learning rate ≤ 0", (FM, WD, "--config.optim.d_init_lr=0"), 2,
          ("config.optim.d_init_lr: must be > 0",), UNCHANGED),
-    Case("unknown_dataset", "named a dataset we do not have", (FM, WD, "--config.data.name=cifar10"),
-         2, ("unknown dataset 'cifar10'", "supported:"), UNCHANGED),
+    Case("unknown_dataset", "named a dataset we do not have",
+         (FM, WD, "--config.data.name=cifar10"), 2, ("unknown dataset 'cifar10'", "supported:"),
+         UNCHANGED),
     Case("unknown_model", "named a model we do not have", (FM, WD, "--config.model.name=stylegan"),
          2, ("unknown model 'stylegan'", "choose one of"), UNCHANGED),
     Case("unknown_variant", "named an unknown recipe after ':'",
@@ -145,7 +146,7 @@ an existing workdir. A damaged checkpoint is not an error: the run says so and g
 Training that keeps producing non-finite values stops with exit status 3 after
 `config.max_rollbacks` rollbacks. Messages are the ones observed when the table was last
 generated, with `<workdir>`, `<tmp>` and `<pid>` for the paths and pid of that run; `{tiny}`
-stands for the small-model flags the tests train with (`TINY` in `tests/test_main.py`).
+stands for the small-model flags the tests train with (`TINY` in `tests/helpers.py`).
 """
 
 

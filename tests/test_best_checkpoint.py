@@ -166,3 +166,49 @@ def test_crash_between_save_and_cleanup_keeps_the_lower(tmp_path):
   assert step_dirs(d) == [5, 6] and best.best() == (6, 1.0) and restored_fill(best) == 6.0
   assert best.save(toy_state(8, 8.0), 8, 0.5) and step_dirs(d) == [8]
   best.close()
+
+
+def test_restore_read_only_reads_a_step_or_the_best_and_writes_nothing(tmp_path, monkeypatch):
+  """checkpoint.restore_read_only, the one read-only path (--mode=evaluate, the run report): the
+  latest step, a step or the best; a save in flight (orbax's temporary directory) is left
+  alone, and every error is one line, raised before the target state is built."""
+  from helpers import tiny_config
+  from igan_jax.workdir_lock import WorkdirError
+  config = tiny_config()
+  built = []
+  monkeypatch.setattr(checkpoint, "create_train_state",
+                      lambda c: built.append(c) or toy_state(0))  # no network to compile
+  wd = str(tmp_path / "wd")
+  with pytest.raises(WorkdirError, match="does not exist"):
+    checkpoint.restore_read_only(config, wd)
+  os.makedirs(wd)
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint in .*--mode=train"):
+    checkpoint.restore_read_only(config, wd)
+  assert os.listdir(wd) == []  # nothing created
+  ck = checkpoint.Checkpointer(os.path.join(wd, "checkpoints"))
+  for step in (2, 4):
+    ck.save(toy_state(step, float(step)))
+  ck.wait()
+  ck.close()
+  checkpoint.save_config(wd, config.to_dict())
+  in_flight = os.path.join(wd, "checkpoints", "6.orbax-checkpoint-tmp-1700000000")
+  os.makedirs(in_flight)
+  state, record = checkpoint.restore_read_only(config, wd)
+  assert int(state.step) == 4 and float(state.g.params["w"][0]) == 4.0 and record is None
+  state, _ = checkpoint.restore_read_only(config, wd, 2)
+  assert int(state.step) == 2
+  assert os.path.isdir(in_flight)  # a read-only manager cleans nothing up
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint 7 .*available: 2, 4"):
+    checkpoint.restore_read_only(config, wd, 7)
+  with pytest.raises(checkpoint.CheckpointError, match="no best checkpoint.*eval_every"):
+    checkpoint.restore_read_only(config, wd, "best")
+  best = checkpoint.BestCheckpointer(checkpoint.best_directory(wd), metric="m")
+  best.save(toy_state(2, 2.0), 2, 0.5)
+  best.close()
+  state, record = checkpoint.restore_read_only(config, wd, "best")
+  assert float(state.g.params["w"][0]) == 2.0 and (record["step"], record["value"]) == (2, 0.5)
+  other = tiny_config(**{"batch_size": 8})
+  n_built = len(built)
+  with pytest.raises(checkpoint.CheckpointError, match="batch_size"):
+    checkpoint.restore_read_only(other, wd)
+  assert len(built) == n_built  # refused before building anything

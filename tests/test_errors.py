@@ -19,7 +19,7 @@ import pytest
 
 import errors_table
 from errors_table import CASES
-from test_main import MOCK_MAIN, ROOT, TINY, load_final_state, run_cli, snapshot
+from helpers import MOCK_MAIN, ROOT, TINY, load_final_state, run_cli, snapshot
 
 
 @dataclasses.dataclass

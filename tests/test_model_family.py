@@ -333,10 +333,7 @@ def param_table():
 
 
 def test_param_counts():
-  rows = {(m, r): (gp, dp) for m, r, gp, dp in param_table()}
-  print("\nmodel     res  generator  discriminator")
-  for (m, r), (gp, dp) in rows.items():
-    print(f"{m:8s} {r:4d} {gp:10,d} {dp:14,d}")
+  rows = {(m, r): (gp, dp) for m, r, gp, dp in param_table()}  # printed by `python <this file>`
   # The N discriminators are N copies of IGAN's; the heads add a fixed amount per class.
   for r in RESOLUTIONS:
     assert rows["igan_vn", r][1] == 10 * rows["igan", r][1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from igan_jax import report
-from igan_jax.logging import image_grid
+from igan_jax.metric_writer import image_grid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,8 +81,12 @@ def test_read_log_keeps_the_last_record_of_a_step_and_skips_cut_lines(tmp_path):
   (tmp_path / "metrics.jsonl").write_text(text)
   rows = report.read_log(str(tmp_path))
   assert [(r["step"], r["d_loss"]) for r in rows] == [(10, 1.0), (20, 3.0)]
-  with pytest.raises(FileNotFoundError, match="training workdir"):
+  with pytest.raises(report.ReportError, match="training workdir"):
     report.read_log(str(tmp_path / "nope"))
+  # One the user can fix (the command line's exit status 2), and still a FileNotFoundError.
+  from igan_jax.errors import UserError
+  assert issubclass(report.ReportError, UserError)
+  assert issubclass(report.ReportError, FileNotFoundError)
 
 
 def test_find_grid(tmp_path):
@@ -91,7 +95,7 @@ def test_find_grid(tmp_path):
     (tmp_path / "samples" / f"step_{s:06d}.png").write_bytes(b"")
   assert report.find_grid(str(tmp_path))[1] == 200
   assert report.find_grid(str(tmp_path), 100)[1] == 100
-  with pytest.raises(FileNotFoundError, match="step 150"):
+  with pytest.raises(report.ReportError, match="step 150"):
     report.find_grid(str(tmp_path), 150)
 
 

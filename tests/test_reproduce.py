@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from igan_jax import reproduce
+from igan_jax import reproduce, reproduction_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,16 +74,16 @@ def test_find_evaluation_reuses_only_the_same_protocol(tmp_path):
 
 
 def test_mean_sd_aggregate_and_table():
-  assert reproduce.mean_sd([1.0]) == (1.0, None)
-  mean, sd = reproduce.mean_sd([1.0, 2.0, 6.0])
+  assert reproduction_page.mean_sd([1.0]) == (1.0, None)
+  mean, sd = reproduction_page.mean_sd([1.0, 2.0, 6.0])
   assert mean == 3.0 and sd == pytest.approx(math.sqrt(7.0))
   runs = [dict(variant="igan", seed=s, classifier_fid=f, spike_ratio=2.0) for s, f in
           ((0, 100.0), (1, 110.0), (2, 120.0))]
   runs.append(dict(variant="dcgan", seed=0, classifier_fid=200.0, spike_ratio=None))
-  rows = reproduce.aggregate(runs)
+  rows = reproduction_page.aggregate(runs)
   assert [r["label"] for r in rows] == ["IGAN", "DCGAN"]
   assert rows[0]["classifier_fid"] == (110.0, 10.0) and "spike_ratio" not in rows[1]
-  table = reproduce.markdown_table(rows).splitlines()
+  table = reproduction_page.markdown_table(rows).splitlines()
   assert table[2].startswith("| IGAN | 3 | 110.0 ± 10.0 | — |")
   assert table[3].startswith("| DCGAN | 1 | 200.0 | — |")
 
@@ -140,10 +140,14 @@ def test_reproduce_command_trains_evaluates_tabulates_then_skips(tmp_path, monke
     assert len((root / run / "machines.jsonl").read_text().splitlines()) == 1
   assert json.loads((root / "reproduction.json").read_text())["models"] == result["models"]
 
-  # A longer table resumes each run from its step-10 checkpoint.
-  assert reproduce.main([a.replace("--iterations=10", "--iterations=15") for a in args]) == 0
+  # A longer table resumes each run from its step-10 checkpoint (one run asked for: the same
+  # code resumes every run; the other is left alone).
+  longer = [a.replace("--iterations=10", "--iterations=15").replace("igan=0,1", "igan=0")
+            for a in args]
+  assert reproduce.main(longer) == 0
   lines = (root / "igan_seed0" / "machines.jsonl").read_text().splitlines()
   assert json.loads(lines[-1])["from_step"] == 10 and json.loads(lines[-1])["to_step"] == 15
+  assert len((root / "igan_seed1" / "machines.jsonl").read_text().splitlines()) == 1
 
 
 def test_reproduce_command_errors(tmp_path, capsys):

@@ -14,7 +14,7 @@ import pytest
 
 from igan_jax import train
 from igan_jax.workdir_lock import WorkdirError, WorkdirLock, WorkdirLocked, check_workdir
-from test_main import ROOT
+from helpers import ROOT
 
 
 def test_lock_excludes_a_second_holder(tmp_path):
@@ -26,7 +26,8 @@ def test_lock_excludes_a_second_holder(tmp_path):
 
 def test_stale_lock_of_a_killed_process_does_not_block(tmp_path):
   code = ("import sys, time; from igan_jax.workdir_lock import WorkdirLock; "
-          f"lock = WorkdirLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)")
+          f"lock = WorkdirLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); "
+          "time.sleep(60)")
   p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
   try:
     assert p.stdout.readline().strip() == "locked"

@@ -1,4 +1,8 @@
-"""One training step on small shapes, train_steps, generate, and bit-exact resume."""
+"""One training step on small shapes, train_steps, generate, EMA, bit-exact resume, and the
+baseline recipes' steps.
+
+Compiling is nearly all of the cost: every test of the step shares one state (with EMA, so that
+its compiled train_step and train_steps serve the EMA test and the resume test too)."""
 import os
 import tempfile
 
@@ -8,19 +12,14 @@ import numpy as np
 from absl.testing import absltest
 
 import igan_jax
-from igan_jax import checkpoint, train
-from conftest import tiny_config
+from helpers import ROOT, assert_trees_equal, tiny_config
+from igan_jax import checkpoint, compile_options, train
+
+EMA = 0.5
 
 
 def _images(n=32, res=28, ch=1, seed=0):
   return jnp.asarray(np.random.default_rng(seed).integers(0, 256, (n, res, res, ch), np.uint8))
-
-
-def _assert_trees_equal(test, a, b):
-  la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-  test.assertEqual(len(la), len(lb))
-  for x, y in zip(la, lb):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 class TrainStepTest(absltest.TestCase):
@@ -28,7 +27,7 @@ class TrainStepTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.config = tiny_config()
+    cls.config = tiny_config(ema_decay=EMA)
     cls.state = igan_jax.create_train_state(cls.config, jax.random.PRNGKey(0))
 
   def test_one_step_updates_everything(self):
@@ -53,7 +52,7 @@ class TrainStepTest(absltest.TestCase):
     real = jnp.zeros((2, 4, 28, 28, 1))
     a, ma = igan_jax.train_step(self.state, real)
     b, mb = igan_jax.train_step(self.state, real)
-    _assert_trees_equal(self, a, b)
+    assert_trees_equal(a, b)
     c, mc = igan_jax.train_step(self.state.replace(step=self.state.step + 5), real)
     self.assertNotEqual(float(ma["g_loss"]), float(mc["g_loss"]))
 
@@ -63,34 +62,35 @@ class TrainStepTest(absltest.TestCase):
     self.assertEqual(int(s.step), 3)
     self.assertEqual(m["g_loss"].shape, (3,))
     np.testing.assert_array_equal(m["step"], [0, 1, 2])
-    # Equal to three explicit train_step calls on the batches sample_real draws.
-    s2 = self.state
+    # Equal, bit for bit, to three train_step calls on the batches sample_real draws, in one
+    # compiled function as train_steps compiles them: train_step called on its own is another
+    # program, equal only to float rounding (at the tests' -O0, tests/conftest.py, Adam's first
+    # steps, ±lr·sign(g), turn that into ~lr where a gradient is near 0).
+    step_on_sampled = compile_options.jit(lambda s, x: train.train_step(s, train.sample_real(s, x)))
+    s2, ref = self.state, []
     for _ in range(3):
-      s2, _ = igan_jax.train_step(s2, train.sample_real(s2, images))
-    _assert_trees_equal(self, s.g.params, s2.g.params)
+      s2, m2 = step_on_sampled(s2, images)
+      ref.append(m2)
+    assert_trees_equal(s, s2)
+    np.testing.assert_array_equal(m["g_loss"], [r["g_loss"] for r in ref])
 
   def test_generate(self):
     z = jax.random.normal(jax.random.PRNGKey(0), (5, 100))
     x = igan_jax.generate(self.state, z)
     self.assertEqual(x.shape, (5, 28, 28, 1))
     self.assertTrue(np.all(np.abs(np.asarray(x)) <= 1))
-    with self.assertRaises(ValueError):
-      igan_jax.generate(self.state, z, use_ema=True)
+    with self.assertRaises(ValueError):  # a state without an EMA generator
+      igan_jax.generate(self.state.replace(g_ema=None), z, use_ema=True)
 
   def test_ema_generator(self):
-    state = igan_jax.create_train_state(tiny_config(ema_decay=0.5), jax.random.PRNGKey(0))
-    s, _ = igan_jax.train_steps(state, _images(), 1)
-    want = jax.tree_util.tree_map(lambda a, b: 0.5 * a + 0.5 * b, state.g.params, s.g.params)
+    s, _ = igan_jax.train_steps(self.state, _images(), 1)
+    want = jax.tree_util.tree_map(lambda a, b: EMA * a + (1 - EMA) * b, self.state.g.params,
+                                  s.g.params)
     for x, y in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(s.g_ema)):
       np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
 
-
-class ResumeTest(absltest.TestCase):
-
   def test_resume_is_bit_exact(self):
-    config = tiny_config()
-    images = _images()
-    k = 2
+    config, images, k = self.config, _images(), 2
     straight, _ = igan_jax.train_steps(igan_jax.create_train_state(config), images, 2 * k)
 
     half, _ = igan_jax.train_steps(igan_jax.create_train_state(config), images, k)
@@ -102,24 +102,25 @@ class ResumeTest(absltest.TestCase):
     ckpt.close()
     self.assertEqual(int(restored.step), k)
     resumed, _ = igan_jax.train_steps(restored, images, k)
-    _assert_trees_equal(self, straight, resumed)  # params, batch stats, opt states, step, rng
-
-
-if __name__ == "__main__":
-  absltest.main()
+    # params, batch stats, opt states, the EMA, step, rng
+    assert_trees_equal(straight, resumed)
 
 
 class BaselineVariantsTest(absltest.TestCase):
 
   def test_dcgan_and_wgan_gp_recipes_train(self):
     for variant, n_critic, loss in (("dcgan", 1, "bce"), ("wgan_gp", 5, "wasserstein")):
-      config = igan_jax.load_config(
-          os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "experiments", "fashion_mnist.py"), variant)
+      config = igan_jax.load_config(os.path.join(ROOT, "experiments", "fashion_mnist.py"),
+                                    variant)
       self.assertEqual((config.model.name, config.n_critic, config.loss.name),
                        (variant, n_critic, loss))
-      config.batch_size, config.model.channels = 4, 8
+      # Tiny widths; the recipe (loss, n_critic, optimiser) as the experiment file sets it.
+      config.batch_size, config.model.channels, config.model.d_widths = 4, 8, (8, 16)
       state = igan_jax.create_train_state(config)
       state, m = igan_jax.train_steps(state, _images(), 1)
       self.assertTrue(bool(m["finite"][0]), variant)
       self.assertEqual(int(state.d.step), n_critic)
+
+
+if __name__ == "__main__":
+  absltest.main()

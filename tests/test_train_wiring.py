@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from helpers import tiny_config
 from igan_jax import compile_options, train
 from igan_jax.config import apply_variant, validate
 

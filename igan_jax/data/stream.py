@@ -30,173 +30,174 @@ import weakref
 
 import numpy as np
 
-from igan_jax.data.sources import DatasetError
+from igan_jax.data import datasets
+from igan_jax.data.core import DatasetError
 
 _PUT_TIMEOUT_S = 0.1
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The order of epoch `epoch`: a permutation of range(n), int64."""
-    bits = np.random.PCG64(np.random.SeedSequence([seed, epoch])).random_raw(n)
-    return np.argsort(bits, kind="stable")
+  """The order of epoch `epoch`: a permutation of range(n), int64."""
+  bits = np.random.PCG64(np.random.SeedSequence([seed, epoch])).random_raw(n)
+  return np.argsort(bits, kind="stable")
 
 
 class _Sampler:
-    """Maps sample indices to dataset rows (and reads them) for one stream."""
+  """Maps sample indices to dataset rows (and reads them) for one stream."""
 
-    def __init__(self, parts, subset: np.ndarray | None, seed: int):
-        self.parts = parts
-        self.starts = np.concatenate([[0], np.cumsum([p.count for p in parts])])
-        self.labels = np.concatenate([p.labels for p in parts])
-        self.subset = subset
-        self.n = len(subset) if subset is not None else int(self.starts[-1])
-        self.seed = seed
-        self.shape = parts[0].shape
-        self._perms: dict[int, np.ndarray] = {}
+  def __init__(self, parts, subset: np.ndarray | None, seed: int):
+    self.parts = parts
+    self.starts = np.concatenate([[0], np.cumsum([p.count for p in parts])])
+    self.labels = np.concatenate([p.labels for p in parts])
+    self.subset = subset
+    self.n = len(subset) if subset is not None else int(self.starts[-1])
+    self.seed = seed
+    self.shape = parts[0].shape
+    self._perms: dict[int, np.ndarray] = {}
 
-    def _perm(self, epoch: int) -> np.ndarray:
-        perm = self._perms.get(epoch)
-        if perm is None:
-            if len(self._perms) >= 2:
-                self._perms.pop(min(self._perms))
-            perm = self._perms[epoch] = epoch_permutation(self.seed, epoch, self.n)
-        return perm
+  def _perm(self, epoch: int) -> np.ndarray:
+    perm = self._perms.get(epoch)
+    if perm is None:
+      if len(self._perms) >= 2:
+        self._perms.pop(min(self._perms))
+      perm = self._perms[epoch] = epoch_permutation(self.seed, epoch, self.n)
+    return perm
 
-    def rows(self, start: int, size: int) -> np.ndarray:
-        """Dataset rows of samples [start, start + size)."""
-        idx = np.arange(start, start + size, dtype=np.int64)
-        epochs, pos = np.divmod(idx, self.n)
-        rows = np.empty(size, np.int64)
-        for e in np.unique(epochs):
-            m = epochs == e
-            rows[m] = self._perm(int(e))[pos[m]]
-        return self.subset[rows] if self.subset is not None else rows
+  def rows(self, start: int, size: int) -> np.ndarray:
+    """Dataset rows of samples [start, start + size)."""
+    idx = np.arange(start, start + size, dtype=np.int64)
+    epochs, pos = np.divmod(idx, self.n)
+    rows = np.empty(size, np.int64)
+    for e in np.unique(epochs):
+      m = epochs == e
+      rows[m] = self._perm(int(e))[pos[m]]
+    return self.subset[rows] if self.subset is not None else rows
 
-    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        images = np.empty((len(rows),) + self.shape, np.uint8)
-        part = np.searchsorted(self.starts, rows, side="right") - 1
-        for k in np.unique(part):
-            m = np.flatnonzero(part == k)
-            local = rows[m] - self.starts[k]
-            if len(m) == len(rows):
-                self.parts[k].read_rows(local, images)
-            else:
-                buf = np.empty((len(m),) + self.shape, np.uint8)
-                self.parts[k].read_rows(local, buf)
-                images[m] = buf
-        return images, self.labels[rows]
+  def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.empty((len(rows),) + self.shape, np.uint8)
+    part = np.searchsorted(self.starts, rows, side="right") - 1
+    for k in np.unique(part):
+      m = np.flatnonzero(part == k)
+      local = rows[m] - self.starts[k]
+      if len(m) == len(rows):
+        self.parts[k].read_rows(local, images)
+      else:
+        buf = np.empty((len(m),) + self.shape, np.uint8)
+        self.parts[k].read_rows(local, buf)
+        images[m] = buf
+    return images, self.labels[rows]
 
-    def close(self):
-        for p in self.parts:
-            p.close()
+  def close(self):
+    for p in self.parts:
+      p.close()
 
 
 def _produce(sampler: _Sampler, q: queue.Queue, stop: threading.Event, start: int,
              batch_size: int) -> None:
-    """The prefetch thread: puts batches (or the error that stopped it) into q."""
-    try:
-        pos = start
-        while not stop.is_set():
-            item = sampler.read(sampler.rows(pos, batch_size))
-            pos += batch_size
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=_PUT_TIMEOUT_S)
-                    break
-                except queue.Full:
-                    continue
-    except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
-        while not stop.is_set():
-            try:
-                q.put(_Failure(e), timeout=_PUT_TIMEOUT_S)
-                break
-            except queue.Full:
-                continue
-    finally:
-        sampler.close()
+  """The prefetch thread: puts batches (or the error that stopped it) into q."""
+  try:
+    pos = start
+    while not stop.is_set():
+      item = sampler.read(sampler.rows(pos, batch_size))
+      pos += batch_size
+      while not stop.is_set():
+        try:
+          q.put(item, timeout=_PUT_TIMEOUT_S)
+          break
+        except queue.Full:
+          continue
+  except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
+    while not stop.is_set():
+      try:
+        q.put(_Failure(e), timeout=_PUT_TIMEOUT_S)
+        break
+      except queue.Full:
+        continue
+  finally:
+    sampler.close()
 
 
 class _Failure:
-    def __init__(self, error: BaseException):
-        self.error = error
+  def __init__(self, error: BaseException):
+    self.error = error
 
 
 def _shutdown(stop: threading.Event, q: queue.Queue, thread: threading.Thread,
               join: bool) -> None:
-    stop.set()
-    try:  # unblock a producer waiting on a full queue
-        while True:
-            q.get_nowait()
-    except queue.Empty:
-        pass
-    if join and thread.is_alive() and thread is not threading.current_thread():
-        thread.join(timeout=10)
+  stop.set()
+  try:  # unblock a producer waiting on a full queue
+    while True:
+      q.get_nowait()
+  except queue.Empty:
+    pass
+  if join and thread.is_alive() and thread is not threading.current_thread():
+    thread.join(timeout=10)
 
 
 class BatchStream:
-    """Iterator of (images uint8 (B, H, W, C), labels int32 (B,)); see module docstring.
+  """Iterator of (images uint8 (B, H, W, C), labels int32 (B,)); see module docstring.
 
-    Attributes:
-      position: index of the first sample of the next batch (pass it as
-        `start_index` to resume).
-      dataset_size: samples per epoch (the class's size with `label=`).
-      image_shape: (H, W, C).
-    """
+  Attributes:
+    position: index of the first sample of the next batch (pass it as
+      `start_index` to resume).
+    dataset_size: samples per epoch (the class's size with `label=`).
+    image_shape: (H, W, C).
+  """
 
-    def __init__(self, sampler: _Sampler, batch_size: int, start_index: int, prefetch: int):
-        self.batch_size = batch_size
-        self.position = start_index
-        self.dataset_size = sampler.n
-        self.image_shape = sampler.shape
-        self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=_produce, args=(sampler, self._queue, self._stop, start_index, batch_size),
-            name="igan_jax-stream_batches", daemon=True)
-        self._thread.start()
-        self._closed = False
-        self._finalizer = weakref.finalize(self, _shutdown, self._stop, self._queue,
-                                           self._thread, False)
+  def __init__(self, sampler: _Sampler, batch_size: int, start_index: int, prefetch: int):
+    self.batch_size = batch_size
+    self.position = start_index
+    self.dataset_size = sampler.n
+    self.image_shape = sampler.shape
+    self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(
+        target=_produce, args=(sampler, self._queue, self._stop, start_index, batch_size),
+        name="igan_jax-stream_batches", daemon=True)
+    self._thread.start()
+    self._closed = False
+    self._finalizer = weakref.finalize(self, _shutdown, self._stop, self._queue,
+                                       self._thread, False)
 
-    @property
-    def epoch(self) -> int:
-        """Epoch of the next batch's first sample."""
-        return self.position // self.dataset_size
+  @property
+  def epoch(self) -> int:
+    """Epoch of the next batch's first sample."""
+    return self.position // self.dataset_size
 
-    def __iter__(self):
-        return self
+  def __iter__(self):
+    return self
 
-    def __next__(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._closed:
-            raise StopIteration
-        while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not self._thread.is_alive():
-                    raise DatasetError("The stream_batches thread ended unexpectedly.") from None
-        if isinstance(item, _Failure):
-            self.close()
-            raise item.error
-        self.position += self.batch_size
-        return item
+  def __next__(self) -> tuple[np.ndarray, np.ndarray]:
+    if self._closed:
+      raise StopIteration
+    while True:
+      try:
+        item = self._queue.get(timeout=1.0)
+        break
+      except queue.Empty:
+        if not self._thread.is_alive():
+          raise DatasetError("The stream_batches thread ended unexpectedly.") from None
+    if isinstance(item, _Failure):
+      self.close()
+      raise item.error
+    self.position += self.batch_size
+    return item
 
-    def close(self) -> None:
-        """Stops and joins the prefetch thread; further next() raises StopIteration."""
-        self._closed = True
-        self._finalizer.detach()
-        _shutdown(self._stop, self._queue, self._thread, True)
+  def close(self) -> None:
+    """Stops and joins the prefetch thread; further next() raises StopIteration."""
+    self._closed = True
+    self._finalizer.detach()
+    _shutdown(self._stop, self._queue, self._thread, True)
 
-    @property
-    def thread_alive(self) -> bool:
-        return self._thread.is_alive()
+  @property
+  def thread_alive(self) -> bool:
+    return self._thread.is_alive()
 
-    def __enter__(self):
-        return self
+  def __enter__(self):
+    return self
 
-    def __exit__(self, *exc):
-        self.close()
+  def __exit__(self, *exc):
+    self.close()
 
 
 def stream_batches(name: str, split: str = "train", batch_size: int = 64, seed: int = 0,
@@ -205,48 +206,46 @@ def stream_batches(name: str, split: str = "train", batch_size: int = 64, seed: 
                    label_attribute: str | None = None, manual_dir: str | None = None,
                    prepare_if_missing: bool = True, workers: int | None = None
                    ) -> BatchStream:
-    """An endless, deterministic, resumable stream of minibatches (module docstring).
+  """An endless, deterministic, resumable stream of minibatches (module docstring).
 
-    Args:
-      name, split, data_dir, resolution, manual_dir, label_attribute,
-        prepare_if_missing: as for `load_images` (resolution None: native for
-        mnist/fashion_mnist, 96 for the others); the dataset is prepared once
-        when missing (`workers` threads).
-      batch_size: images per batch.
-      seed: the shuffling seed (with the epoch number).
-      prefetch: batches read ahead by the background thread (>= 1).
-      start_index: sample index of the first batch's first sample (resume).
-      label: only images of this class (e.g. for IGAN_V2's per-class
-        discriminators: one stream per class); None = all.
+  Args:
+    name, split, data_dir, resolution, manual_dir, label_attribute,
+      prepare_if_missing: as for `load_images` (resolution None: native for
+      mnist/fashion_mnist, 96 for the others); the dataset is prepared once
+      when missing (`workers` threads).
+    batch_size: images per batch.
+    seed: the shuffling seed (with the epoch number).
+    prefetch: batches read ahead by the background thread (>= 1).
+    start_index: sample index of the first batch's first sample (resume).
+    label: only images of this class (e.g. for IGAN_V2's per-class
+      discriminators: one stream per class); None = all.
 
-    Returns:
-      A BatchStream; close it (or use `with`) to stop its thread.
-    """
-    from igan_jax.data import image_datasets  # pylint: disable=g-import-not-at-top
-    for arg, value, low in (("batch_size", batch_size, 1), ("prefetch", prefetch, 1),
-                            ("start_index", start_index, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise DatasetError(f"{arg} must be an int >= {low}, got {value!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DatasetError(f"seed must be a non-negative int, got {seed!r}.")
-    parts, _ = image_datasets.open_parts(name, split, data_dir, resolution,
-                                         prepare_if_missing=prepare_if_missing,
-                                         manual_dir=manual_dir,
-                                         label_attribute=label_attribute, workers=workers)
-    try:
-        subset = None
-        if label is not None:
-            labels = np.concatenate([p.labels for p in parts])
-            subset = np.flatnonzero(labels == label)
-            if not len(subset):
-                raise DatasetError(f"{name} ({split}) has no image of class {label!r} "
-                                   f"(classes present: {sorted(set(labels.tolist()))}).")
-        sampler = _Sampler(parts, subset, int(seed))
-    except BaseException:
-        for p in parts:
-            p.close()
-        raise
-    return BatchStream(sampler, int(batch_size), int(start_index), int(prefetch))
+  Returns:
+    A BatchStream; close it (or use `with`) to stop its thread.
+  """
+  for arg, value, low in (("batch_size", batch_size, 1), ("prefetch", prefetch, 1),
+                          ("start_index", start_index, 0)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+      raise DatasetError(f"{arg} must be an int >= {low}, got {value!r}.")
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise DatasetError(f"seed must be a non-negative int, got {seed!r}.")
+  parts, _ = datasets.open_parts(name, split, data_dir, resolution,
+                                 prepare_if_missing=prepare_if_missing, manual_dir=manual_dir,
+                                 label_attribute=label_attribute, workers=workers)
+  try:
+    subset = None
+    if label is not None:
+      labels = np.concatenate([p.labels for p in parts])
+      subset = np.flatnonzero(labels == label)
+      if not len(subset):
+        raise DatasetError(f"{name} ({split}) has no image of class {label!r} "
+                           f"(classes present: {sorted(set(labels.tolist()))}).")
+    sampler = _Sampler(parts, subset, int(seed))
+  except BaseException:
+    for p in parts:
+      p.close()
+    raise
+  return BatchStream(sampler, int(batch_size), int(start_index), int(prefetch))
 
 
 def sample_images(name: str, n: int, split: str = "train", seed: int = 0,
@@ -254,29 +253,27 @@ def sample_images(name: str, n: int, split: str = "train", seed: int = 0,
                   label: int | None = None, label_attribute: str | None = None,
                   manual_dir: str | None = None, prepare_if_missing: bool = True,
                   workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`n` distinct images (and labels) without loading the whole dataset.
+  """`n` distinct images (and labels) without loading the whole dataset.
 
-    They are the first `n` samples of epoch 0 of `stream_batches(name, split,
-    seed=seed, label=label)`: deterministic for a seed, read straight from the
-    prepared shards (e.g. 10,000 real LSUN bedrooms for FID, docs/paper.md §3).
-    """
-    from igan_jax.data import image_datasets  # pylint: disable=g-import-not-at-top
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise DatasetError(f"n must be a positive int, got {n!r}.")
-    parts, _ = image_datasets.open_parts(name, split, data_dir, resolution,
-                                         prepare_if_missing=prepare_if_missing,
-                                         manual_dir=manual_dir,
-                                         label_attribute=label_attribute, workers=workers)
-    sampler = None
-    try:
-        labels = np.concatenate([p.labels for p in parts])
-        subset = None if label is None else np.flatnonzero(labels == label)
-        sampler = _Sampler(parts, subset, int(seed))
-        if n > sampler.n:
-            raise DatasetError(f"{name} ({split}) has {sampler.n} images"
-                               f"{'' if label is None else f' of class {label}'}, fewer than "
-                               f"the {n} asked for.")
-        return sampler.read(sampler.rows(0, int(n)))
-    finally:
-        for p in parts:
-            p.close()
+  They are the first `n` samples of epoch 0 of `stream_batches(name, split,
+  seed=seed, label=label)`: deterministic for a seed, read straight from the
+  prepared shards (e.g. 10,000 real LSUN bedrooms for FID, docs/paper.md §3).
+  """
+  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    raise DatasetError(f"n must be a positive int, got {n!r}.")
+  parts, _ = datasets.open_parts(name, split, data_dir, resolution,
+                                 prepare_if_missing=prepare_if_missing, manual_dir=manual_dir,
+                                 label_attribute=label_attribute, workers=workers)
+  sampler = None
+  try:
+    labels = np.concatenate([p.labels for p in parts])
+    subset = None if label is None else np.flatnonzero(labels == label)
+    sampler = _Sampler(parts, subset, int(seed))
+    if n > sampler.n:
+      raise DatasetError(f"{name} ({split}) has {sampler.n} images"
+                         f"{'' if label is None else f' of class {label}'}, fewer than "
+                         f"the {n} asked for.")
+    return sampler.read(sampler.rows(0, int(n)))
+  finally:
+    for p in parts:
+      p.close()

@@ -22,8 +22,8 @@ Shipped weights (our own product, trained by this module fully offline):
 `igan_jax/evaluation/weights/<dataset>_classifier.msgpack` (flax.serialization) with a JSON
 sidecar `<dataset>_classifier.json` that records the test accuracy, epochs, seed, the training
 recipe and the sha256 of the msgpack file; `load_classifier` refuses weights whose sha256 differs.
-Train (14 epochs, 92.1% test accuracy for the shipped weights; it took 36 min on this project's
-2-core machine shared with other jobs at a load average of ~6, an idle machine is faster):
+Train (14 epochs; the shipped weights' test accuracy is in their JSON sidecar; under an hour on
+2 CPU cores):
 
     python -m igan_jax.evaluation.classifier --dataset=fashion_mnist
 """
@@ -45,6 +45,8 @@ import numpy as np
 import optax
 
 from igan_jax.compile_options import jit
+from igan_jax.data import DatasetError, load_images
+from igan_jax.errors import UserError
 
 RESOLUTION = 28
 FEATURE_DIM = 128
@@ -66,8 +68,8 @@ DEFAULTS = dict(epochs=14, batch_size=128, learning_rate=2e-3, end_learning_rate
                 weight_decay=1e-4, dropout=0.3, seed=0, flip=True, shift=1)
 
 
-class ClassifierError(RuntimeError):
-  """Classifier weights are missing or do not match their recorded sha256; str(e) says what to do."""
+class ClassifierError(UserError, RuntimeError):
+  """Classifier weights are missing or do not match the recorded sha256; str(e) says what to do."""
 
 
 class SmallCNN(nn.Module):
@@ -232,7 +234,7 @@ def _run(images, dataset: str, params, batch_size: int, weights_dir=None):
 def classifier_features(images, dataset: str = "fashion_mnist", params: dict | None = None,
                         batch_size: int = 1000, weights_dir: str | None = None) -> np.ndarray:
   """Penultimate-layer features (after ReLU): uint8 or [−1, 1] float (N, H, W, 1) → np.float32
-  (N, 128). The metrics in `igan_jax.evaluation.fid` take them to float64."""
+  (N, 128). The metrics (`igan_jax.evaluation.fid` and its siblings) take them to float64."""
   return _run(images, dataset, params, batch_size, weights_dir)[0]
 
 
@@ -279,8 +281,6 @@ def train(dataset: str = "fashion_mnist", epochs: int | None = None, seed: int |
   machine (numpy shuffling, jax keys from the seed). AdamW with a cosine decay of the learning
   rate to `end_learning_rate`.
   """
-  from igan_jax.data import load_images
-
   hp = dict(DEFAULTS, **overrides)
   hp.update({k: v for k, v in dict(epochs=epochs, seed=seed, batch_size=batch_size).items()
              if v is not None})
@@ -366,7 +366,6 @@ def main(argv=None) -> int:
   p.add_argument("--weights_dir", default=None,
                  help=f"where to write the weights (default: {WEIGHTS_DIR})")
   args = p.parse_args(argv)
-  from igan_jax.data import DatasetError
   try:
     params, info = train(args.dataset, epochs=args.epochs, seed=args.seed,
                          batch_size=args.batch_size)

@@ -1,4 +1,10 @@
-"""Backbone-agnostic sample-quality metrics on feature vectors (float64 numpy).
+"""The Fréchet distance between feature sets: FID (float64 numpy).
+
+Fréchet distance / FID (Heusel et al., 2017, "GANs Trained by a Two Time-Scale Update Rule
+Converge to a Local Nash Equilibrium", NeurIPS): :func:`frechet_distance`,
+:func:`fid_from_features`, with the streaming accumulator :class:`FeatureStats` and
+:func:`feature_statistics`. KID is in kernel_distance.py; precision/recall and
+density/coverage in manifold_metrics.py.
 
 Everything here works on plain ``(n, dim)`` feature arrays, whatever network
 produced them (Inception pool3, a classifier, raw pixels). All arithmetic is
@@ -6,97 +12,25 @@ done in float64 numpy: the Fréchet distance needs a trace of a matrix square
 root, and in float32 that was seen to be off by 0.02-0.06 when there are fewer
 samples than feature dimensions.
 
-Metrics
--------
-* Fréchet distance / FID (Heusel et al., 2017, "GANs Trained by a Two
-  Time-Scale Update Rule Converge to a Local Nash Equilibrium", NeurIPS):
-  :func:`frechet_distance`, :func:`fid_from_features`, with the streaming
-  accumulator :class:`FeatureStats` and :func:`feature_statistics`.
-* KID (Bińkowski et al., 2018, "Demystifying MMD GANs", ICLR): :func:`kid`.
-* Improved precision and recall (Kynkäänniemi et al., 2019, "Improved
-  Precision and Recall Metric for Assessing Generative Models", NeurIPS):
-  :func:`precision_recall`.
-* Density and coverage (Naeem et al., 2020, "Reliable Fidelity and Diversity
-  Metrics for Generative Models", ICML): :func:`density_coverage`.
-
-Module-level helpers, not re-exported from ``igan_jax.evaluation``:
-:func:`mmd2_unbiased` and :func:`kid_subset_indices` (the pieces of KID),
-:func:`knn_radii` (the k-NN radii behind P/R/D/C).
-
-Pairwise work (k-NN radii, the KID kernel sums) is done in row blocks of at
-most ``_BLOCK_BYTES`` (256 MiB) each: for 10k vs 10k sets of 2048-d features
-the whole process peaked at ~1.1 GB RSS (FID, P/R, D/C and KID in turn).
-
 FID is biased and its bias depends on the number of samples: only compare
 values computed with the same N (and the same image pipeline).
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from igan_jax.evaluation.feature_arrays import as_features, as_pair, positive_int
 
 __all__ = [
   "FeatureStats",
   "feature_statistics",
   "frechet_distance",
   "fid_from_features",
-  "kid",
-  "precision_recall",
-  "density_coverage",
 ]
-
-# Upper bound (bytes) on one float64 block of a pairwise matrix.
-_BLOCK_BYTES = 256 * 2**20
-
-
-# --------------------------------------------------------------------------
-# Input validation helpers
-# --------------------------------------------------------------------------
-
-
-def _as_features(x: Any, name: str, min_rows: int = 1) -> np.ndarray:
-  """Return ``x`` as a finite float64 ``(n, dim)`` array or raise ValueError."""
-  arr = np.asarray(x)
-  if arr.ndim != 2:
-    raise ValueError(f"{name} must be a 2-D (n, dim) array, got shape {arr.shape}")
-  if arr.shape[1] < 1:
-    raise ValueError(f"{name} must have at least one feature column, got shape {arr.shape}")
-  if arr.shape[0] < min_rows:
-    raise ValueError(
-      f"{name} needs at least {min_rows} row(s), got shape {arr.shape}"
-    )
-  try:
-    arr = arr.astype(np.float64, copy=False)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}") from e
-  if not np.isfinite(arr).all():
-    raise ValueError(f"{name} contains NaN or infinite values")
-  return arr
-
-
-def _as_pair(x: Any, y: Any, names: tuple[str, str], min_rows: int = 1):
-  a = _as_features(x, names[0], min_rows)
-  b = _as_features(y, names[1], min_rows)
-  if a.shape[1] != b.shape[1]:
-    raise ValueError(
-      f"feature dimensions differ: {names[0]} has {a.shape[1]}, "
-      f"{names[1]} has {b.shape[1]}"
-    )
-  return a, b
-
-
-def _block_rows(n_cols: int) -> int:
-  """Rows per block so that a (rows, n_cols) float64 block fits _BLOCK_BYTES."""
-  return max(1, int(_BLOCK_BYTES) // (8 * max(1, n_cols)))
-
-
-# --------------------------------------------------------------------------
-# Fréchet distance
-# --------------------------------------------------------------------------
 
 
 class FeatureStats:
@@ -120,12 +54,7 @@ class FeatureStats:
   """
 
   def __init__(self, dim: int):
-    try:
-      dim = operator.index(dim)
-    except TypeError as e:
-      raise ValueError(f"dim must be an integer, got {dim!r}") from e
-    if dim < 1:
-      raise ValueError(f"dim must be >= 1, got {dim}")
+    dim = positive_int(dim, "dim")
     self._dim = dim
     self._count = 0
     self._mean = np.zeros(dim, dtype=np.float64)
@@ -150,7 +79,7 @@ class FeatureStats:
     n_b = arr.shape[0]
     if n_b == 0:
       return
-    x = _as_features(arr, "feats")
+    x = as_features(arr, "feats")
     mean_b = x.mean(axis=0)
     xc = x - mean_b
     m2_b = xc.T @ xc
@@ -221,7 +150,7 @@ def feature_statistics(feats: Any) -> tuple[np.ndarray, np.ndarray]:
   Returns ``(mu, sigma)`` with shapes ``(dim,)`` and ``(dim, dim)`` (also for
   ``dim == 1``, where ``np.cov`` alone would return a 0-d array).
   """
-  x = _as_features(feats, "feats", min_rows=2)
+  x = as_features(feats, "feats", min_rows=2)
   mu = x.mean(axis=0)
   sigma = np.atleast_2d(np.cov(x, rowvar=False))
   return mu, sigma
@@ -320,242 +249,5 @@ def fid_from_features(feats1: Any, feats2: Any) -> float:
   With Inception-v3 pool features this is FID (Heusel et al., 2017). Each set
   needs at least 2 rows; compare values only at equal sample counts.
   """
-  a, b = _as_pair(feats1, feats2, ("feats1", "feats2"), min_rows=2)
+  a, b = as_pair(feats1, feats2, ("feats1", "feats2"), min_rows=2)
   return frechet_distance(*feature_statistics(a), *feature_statistics(b))
-
-
-# --------------------------------------------------------------------------
-# KID
-# --------------------------------------------------------------------------
-
-
-def _poly_kernel_sum(a: np.ndarray, b: np.ndarray, exclude_diagonal: bool) -> float:
-  """Sum of k(a_i, b_j) = (a_i . b_j / d + 1)^3 over all (i, j), in row blocks.
-
-  With ``exclude_diagonal`` (``a is b``), the i == j terms are left out.
-  """
-  d = a.shape[1]
-  rows = _block_rows(b.shape[0])
-  total = 0.0
-  for i0 in range(0, a.shape[0], rows):
-    i1 = min(i0 + rows, a.shape[0])
-    g = a[i0:i1] @ b.T
-    g /= d
-    g += 1.0
-    k = g * g
-    k *= g
-    if exclude_diagonal:
-      r = np.arange(i1 - i0)
-      k[r, i0 + r] = 0.0
-    total += float(k.sum())
-  return total
-
-
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-  """Unbiased MMD^2 with the KID kernel k(a, b) = (a . b / d + 1)^3.
-
-  For x of m rows and y of n rows (Bińkowski et al., 2018)::
-
-    MMD^2_u =   sum_{i != j} k(x_i, x_j) / (m (m - 1))
-              + sum_{i != j} k(y_i, y_j) / (n (n - 1))
-              - 2 sum_{i, j} k(x_i, y_j) / (m n)
-  """
-  x, y = _as_pair(x, y, ("x", "y"), min_rows=2)
-  m, n = x.shape[0], y.shape[0]
-  kxx = _poly_kernel_sum(x, x, exclude_diagonal=True)
-  kyy = _poly_kernel_sum(y, y, exclude_diagonal=True)
-  kxy = _poly_kernel_sum(x, y, exclude_diagonal=False)
-  return kxx / (m * (m - 1)) + kyy / (n * (n - 1)) - 2.0 * kxy / (m * n)
-
-
-def kid_subset_indices(
-  n1: int, n2: int, num_subsets: int, subset_size: int, seed: int | None = 0
-) -> list[tuple[np.ndarray, np.ndarray]]:
-  """The subsets :func:`kid` uses: ``num_subsets`` pairs of index arrays.
-
-  Each pair draws ``subset_size`` rows without replacement from each set
-  (``subset_size`` is clipped to ``min(n1, n2)``), from
-  ``np.random.default_rng(seed)``: first set, then second, per subset.
-  """
-  m = min(int(subset_size), n1, n2)
-  rng = np.random.default_rng(seed)
-  out = []
-  for _ in range(int(num_subsets)):
-    i1 = rng.choice(n1, size=m, replace=False)
-    i2 = rng.choice(n2, size=m, replace=False)
-    out.append((i1, i2))
-  return out
-
-
-def kid(
-  feats1: Any,
-  feats2: Any,
-  num_subsets: int = 100,
-  subset_size: int = 1000,
-  seed: int | None = 0,
-) -> tuple[float, float]:
-  """Kernel Inception Distance (Bińkowski et al., 2018).
-
-  The unbiased MMD^2 estimate (see :func:`mmd2_unbiased`) with the cubic
-  polynomial kernel ``k(a, b) = (a . b / d + 1)^3`` (``d`` = feature
-  dimension), averaged over ``num_subsets`` random subsets of
-  ``subset_size`` rows drawn without replacement from each set
-  (``subset_size`` is clipped to ``min(n1, n2)``; see
-  :func:`kid_subset_indices`). Kernel sums are computed with matrix
-  products in row blocks; the diagonal terms are excluded exactly.
-
-  Unlike FID, the estimator is unbiased, so it can be negative and is ~0
-  for two samples of the same distribution.
-
-  Returns ``(mean, std)`` over the subsets; ``std`` is the spread of the
-  per-subset estimates (``ddof=0``), not a standard error of the mean.
-  Deterministic for a fixed ``seed``.
-  """
-  a, b = _as_pair(feats1, feats2, ("feats1", "feats2"), min_rows=2)
-  num_subsets = operator.index(num_subsets)
-  subset_size = operator.index(subset_size)
-  if num_subsets < 1:
-    raise ValueError(f"num_subsets must be >= 1, got {num_subsets}")
-  if subset_size < 2:
-    raise ValueError(f"subset_size must be >= 2, got {subset_size}")
-  vals = np.array(
-    [
-      mmd2_unbiased(a[i1], b[i2])
-      for i1, i2 in kid_subset_indices(
-        a.shape[0], b.shape[0], num_subsets, subset_size, seed
-      )
-    ]
-  )
-  return float(vals.mean()), float(vals.std())
-
-
-# --------------------------------------------------------------------------
-# k-NN manifold metrics: precision / recall / density / coverage
-# --------------------------------------------------------------------------
-
-
-def _sq_norms(x: np.ndarray) -> np.ndarray:
-  return np.einsum("ij,ij->i", x, x)
-
-
-def _sq_dist_block(
-  a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray
-) -> np.ndarray:
-  """Squared Euclidean distances between rows of a and b, clipped at 0."""
-  g = a @ b.T
-  g *= -2.0
-  g += a_sq[:, None]
-  g += b_sq[None, :]
-  np.maximum(g, 0.0, out=g)
-  return g
-
-
-def _knn_sq_radii(x: np.ndarray, k: int) -> np.ndarray:
-  """Squared distance from each row of x to its k-th nearest other row."""
-  n = x.shape[0]
-  sq = _sq_norms(x)
-  out = np.empty(n, dtype=np.float64)
-  rows = _block_rows(n)
-  for i0 in range(0, n, rows):
-    i1 = min(i0 + rows, n)
-    d2 = _sq_dist_block(x[i0:i1], sq[i0:i1], x, sq)
-    r = np.arange(i1 - i0)
-    d2[r, i0 + r] = 0.0  # the point itself is the 0-th neighbour
-    out[i0:i1] = np.partition(d2, k, axis=1)[:, k]
-  return out
-
-
-def _check_k(k: Any, sizes: dict[str, int]) -> int:
-  try:
-    k = operator.index(k)
-  except TypeError as e:
-    raise ValueError(f"k must be an integer, got {k!r}") from e
-  if k < 1:
-    raise ValueError(f"k must be >= 1, got {k}")
-  for name, n in sizes.items():
-    if k >= n:
-      raise ValueError(f"k={k} needs more than k rows in {name}, which has {n}")
-  return k
-
-
-def knn_radii(feats: Any, k: int) -> np.ndarray:
-  """Euclidean distance from each row to its k-th nearest neighbour in the same set.
-
-  The point itself is not counted (it is the 0-th neighbour); exact
-  duplicates are, so the radius is 0 for a point with >= k duplicates.
-  """
-  x = _as_features(feats, "feats")
-  k = _check_k(k, {"feats": x.shape[0]})
-  return np.sqrt(_knn_sq_radii(x, k))
-
-
-def precision_recall(real: Any, fake: Any, k: int = 3) -> tuple[float, float]:
-  """Improved precision and recall (Kynkäänniemi et al., 2019).
-
-  The manifold of a set Phi is the union of balls around its points, each
-  with radius the distance to the point's k-th nearest neighbour in Phi
-  (itself excluded)::
-
-    f(phi, Phi) = 1  if  ||phi - phi'|| <= ||phi' - NN_k(phi')||  for some phi' in Phi
-    precision   = mean over fake phi_g of f(phi_g, real)
-    recall      = mean over real phi_r of f(phi_r, fake)
-
-  Boundary choice: we count a point *on* a ball's boundary as inside
-  (``<=``), as in Kynkäänniemi et al. The ``prdc`` package uses strict ``<``.
-  The two differ only on exact distance ties. With continuous features that
-  means exact duplicates (mode collapse): a point with >= k exact duplicates
-  in its own set has radius 0, and with ``<=`` its ball still holds the
-  samples equal to it, while with ``<`` it is empty. The same convention is
-  used in :func:`density_coverage`.
-
-  Distances are Euclidean, computed in float64 in row blocks.
-  Returns ``(precision, recall)`` in [0, 1]. Needs ``1 <= k < len(real)``
-  and ``k < len(fake)``.
-  """
-  x, y = _as_pair(real, fake, ("real", "fake"))
-  k = _check_k(k, {"real": x.shape[0], "fake": y.shape[0]})
-  r_real = _knn_sq_radii(x, k)
-  r_fake = _knn_sq_radii(y, k)
-  x_sq, y_sq = _sq_norms(x), _sq_norms(y)
-  precise = np.zeros(y.shape[0], dtype=bool)
-  recalled = np.zeros(x.shape[0], dtype=bool)
-  rows = _block_rows(x.shape[0])
-  for j0 in range(0, y.shape[0], rows):
-    j1 = min(j0 + rows, y.shape[0])
-    d2 = _sq_dist_block(y[j0:j1], y_sq[j0:j1], x, x_sq)  # (fake block, real)
-    precise[j0:j1] = (d2 <= r_real[None, :]).any(axis=1)
-    recalled |= (d2 <= r_fake[j0:j1, None]).any(axis=0)
-  return float(precise.mean()), float(recalled.mean())
-
-
-def density_coverage(real: Any, fake: Any, k: int = 5) -> tuple[float, float]:
-  """Density and coverage (Naeem et al., 2020).
-
-  With ``B(x_i) `` the ball around real point x_i of radius NND_k(x_i), the
-  distance to its k-th nearest real neighbour (itself excluded), for N real
-  and M fake samples::
-
-    density  = 1 / (k M) * sum_j sum_i 1[y_j in B(x_i)]
-    coverage = 1 / N     * sum_i 1[exists j: y_j in B(x_i)]
-
-  Density is not bounded by 1 (it is ~1 when fake matches real). For two
-  independent samples of one distribution with M = N, E[coverage] ->
-  1 - 2^-k. Only real-set radii are used, so coverage is robust to fake
-  outliers. Ball membership uses ``<=`` (see :func:`precision_recall`; the
-  ``prdc`` package uses ``<``). Needs ``1 <= k < len(real)``.
-
-  Returns ``(density, coverage)``.
-  """
-  x, y = _as_pair(real, fake, ("real", "fake"))
-  k = _check_k(k, {"real": x.shape[0]})
-  r_real = _knn_sq_radii(x, k)
-  x_sq, y_sq = _sq_norms(x), _sq_norms(y)
-  inside_count = 0
-  covered = np.zeros(x.shape[0], dtype=bool)
-  rows = _block_rows(x.shape[0])
-  for j0 in range(0, y.shape[0], rows):
-    j1 = min(j0 + rows, y.shape[0])
-    inside = _sq_dist_block(y[j0:j1], y_sq[j0:j1], x, x_sq) <= r_real[None, :]
-    inside_count += int(inside.sum())
-    covered |= inside.any(axis=0)
-  return inside_count / (k * y.shape[0]), float(covered.mean())

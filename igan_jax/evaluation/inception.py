@@ -22,7 +22,7 @@ Protocol (`preprocess`, record it with every number):
 per batch (so a large set is never held at 299×299 in memory at once).
 
 Weights: `load_params()` fetches, verifies, converts and caches the standard weights on first use
-(see `igan_jax.evaluation.inception_weights`).
+(see `igan_jax.evaluation.inception_weights` and `inception_convert`).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from igan_jax.compile_options import jit
-from igan_jax.evaluation import inception_weights as _w
+from igan_jax.evaluation import inception_convert as _w
 from igan_jax.evaluation.inception_weights import WEIGHTS_SHA1  # noqa: F401  (public)
 
 RESOLUTION = 299
@@ -90,7 +90,7 @@ class BasicConv(nn.Module):
 
 def _convs(block: str) -> dict[str, BasicConv]:
   """The conv units of one block, built from the single architecture table the weight
-  converter checks against (`inception_weights.conv_specs`)."""
+  converter checks against (`inception_convert.conv_specs`)."""
   return {path[-1]: BasicConv(cout, k, stride, pad, name=path[-1])
           for path, k, stride, pad, _cin, cout in _w.conv_specs()
           if (path[0] if len(path) > 1 else None) == block}
@@ -191,10 +191,10 @@ def init_random_params(seed: int = 0) -> dict:
   variables: dict = {"params": {}, "batch_stats": {}}
   for path, (kh, kw), _s, _p, cin, cout in _w.conv_specs():
     w = rng.standard_normal((kh, kw, cin, cout), np.float32) * np.sqrt(2.0 / (kh * kw * cin))
-    _w._set(variables["params"], path + ("conv", "kernel"), w.astype(np.float32))
-    _w._set(variables["params"], path + ("bn", "bias"), np.zeros(cout, np.float32))
-    _w._set(variables["batch_stats"], path + ("bn", "mean"), np.zeros(cout, np.float32))
-    _w._set(variables["batch_stats"], path + ("bn", "var"), np.ones(cout, np.float32))
+    _w.set_leaf(variables["params"], path + ("conv", "kernel"), w.astype(np.float32))
+    _w.set_leaf(variables["params"], path + ("bn", "bias"), np.zeros(cout, np.float32))
+    _w.set_leaf(variables["batch_stats"], path + ("bn", "mean"), np.zeros(cout, np.float32))
+    _w.set_leaf(variables["batch_stats"], path + ("bn", "var"), np.ones(cout, np.float32))
   return variables
 
 

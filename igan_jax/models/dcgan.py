@@ -87,9 +87,9 @@ class DCGANDiscriminator(nn.Module):
 
   norm = "batch" (DCGAN) | "layer" | "none" (the WGAN-GP critic); never on the input layer.
   space_to_depth: compute the stride-2 convolutions as layers.StridedConv (same function and
-  parameters). It pays where a gradient penalty differentiates them twice — the WGAN-GP critic,
-  1.00 → 2.59 it/s at 28×28 — and not in DCGAN's plain step (14.3 → 11.1 it/s), so DCGAN keeps
-  nn.Conv (2-core AMD EPYC Zen 5, XLA:CPU with compile_options.jit, 20-iteration calls).
+  parameters). It pays where a gradient penalty differentiates them twice — the WGAN-GP critic
+  runs about 2.5× faster at 28×28 — and not in DCGAN's plain step (slower), so DCGAN keeps
+  nn.Conv (XLA:CPU; measurements in docs/speed.md).
   """
   widths: Sequence[int] = (64, 128)
   norm: str = "batch"

@@ -25,8 +25,8 @@ from igan_jax.models.layers import (Dropout, PatchUpsample, ResizeConv, SubPixel
                                    bilinear_init, icnr, leaky_relu, pixel_shuffle)
 
 # Per output resolution: stem sizes and the main path as (kind, factor) blocks.
-# "ps" = 3×3 conv to C·r² channels then PixelShuffle(r); "ct" = 3×3 transposed conv, stride r (PyTorch padding 1,
-# output_padding 1, as the yardstick).
+# "ps" = 3×3 conv to C·r² channels then PixelShuffle(r); "ct" = 3×3 transposed conv, stride r
+# (PyTorch padding 1, output_padding 1, as the yardstick).
 TOPOLOGY = {
     96: dict(base=4, branch=24, ups=(("ps", 3), ("ct", 2), ("ps", 2), ("ct", 2))),
     28: dict(base=7, branch=14, ups=(("ps", 2), ("ct", 2))),
@@ -104,7 +104,8 @@ class IGANGenerator(nn.Module):
   @nn.compact
   def __call__(self, z, train: bool = False):
     if self.resolution not in TOPOLOGY:
-      raise ValueError(f"IGAN supports resolutions {supported_resolutions()}, got {self.resolution}")
+      raise ValueError(
+          f"IGAN supports resolutions {supported_resolutions()}, got {self.resolution}")
     topo, c, res = TOPOLOGY[self.resolution], self.channels, self.resolution
     base, branch = topo["base"], topo["branch"]
     b = z.shape[0]

@@ -13,7 +13,8 @@ The figures are lost; the split below is our reading (R), chosen to follow those
     z ─ Dense → branch² × C ══ trunk ends here: "the 24×24×64 module" ══╗                   │
                                                                        ╠═ head k (k < N):   │
                       IBlock_k: up-conv ×2 (each + stride-1 conv) ─────╝   (+) ← left ─────┘
-                                                                           Conv 3×3 → BN → tanh → image_k
+                                                                            │
+                                                              Conv 3×3 → BN → tanh → image_k
 
 - Shared trunk (R): both dense stems (base 4×4 / branch 24×24 at 96; 7×7 / 14×14 at 28), the
   IGAN main path from the base map to res×res×C, and the one-step base → res shortcut; their sum
@@ -68,8 +69,8 @@ HEAD_UPS = {96: (2, 2), 28: (2, 1)}
 #             of N. JAX turns a convolution with a batched kernel AND batched input into one
 #             grouped convolution (feature_group_count = N; its weight gradient a batch-grouped
 #             one), which XLA:CPU runs slowly: forward + backward of the N = 10, B = 64, 28×28
-#             discriminators took 113 s against 8.5 s unrolled (forward alone 4.7 s vs 1.1 s),
-#             and the generator's heads ~20× longer (benchmarks/igan_vn_cost.py, 2 shared cores).
+#             discriminators about 13× slower than unrolled, the generator's heads ~20×
+#             (benchmarks/igan_vn_cost.py; docs/speed.md).
 #   "unroll": nn.scan fully unrolled: N plain copies of the network in ONE program, each reading
 #             its slice of the stacked parameters; fast on XLA:CPU, compile time grows with N.
 #             (A rolled scan, a while loop, measured slower still on XLA:CPU.)

@@ -215,11 +215,9 @@ class StridedConv(_Stride2Layer):
   Why: on XLA:CPU a stride-2 convolution's input gradient is a convolution over a zero-dilated
   map and its second-order gradient (the gradient penalty's double backward) is slower still;
   as a stride-1 convolution of the space-to-depth input every pass stays on the fast path.
-  Measured (benchmarks/layer_speed.py: 2-core AMD EPYC Zen 5, jax 0.10.2, batch 64, one IGAN
-  discriminator update, loss + gradient penalty, value_and_grad, compile_options.jit):
-  28×28 0.314 → 0.241 s, 96×96 2.60 → 1.87 s (with YNNPACK's convolutions, before
-  compile_options: 0.293 → 0.260 s, 2.38 → 1.87 s), although the 2×2 kernel over 4·Cin
-  channels does more multiply-adds (zero taps) than the 3×3 one.
+  One IGAN discriminator update (loss + gradient penalty) runs about 1.3× faster at 28×28 and
+  1.4× at 96×96 (benchmarks/layer_speed.py; measurements in docs/speed.md), although the 2×2
+  kernel over 4·Cin channels does more multiply-adds (zero taps) than the 3×3 one.
   `padding` is "SAME" (as nn.Conv's, from lax.padtype_to_pads) or explicit pairs.
   """
   padding: Any = "SAME"
@@ -238,7 +236,7 @@ class Dropout(nn.Module):
   "dropout" key.
 
   Why: `jax.random.bernoulli` computes Threefry in HLO; for the IGAN generator's 28×28×64 map
-  at batch 64 (3.2 M units) nn.Dropout took 19.9 ms on 2 CPU cores, this layer 4.4 ms
+  at batch 64 (3.2 M units) this layer is about 4× faster than nn.Dropout on CPU
   (benchmarks/layer_speed.py), and the generator runs four times per paper iteration.
   Deterministic for a given key, backend and XLA version (so resume stays bit-exact); the
   stream is not JAX's threefry stream, so masks differ from nn.Dropout's for the same key.
