@@ -51,6 +51,8 @@ from igan_jax.errors import UserError
 from igan_jax.reproduction_page import aggregate, copy_to_docs, markdown_table, write_page
 
 EXPERIMENT = "experiments/fashion_mnist.py"
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+REPOSITORY = os.path.dirname(PACKAGE)  # the clone, when the package runs from one
 DEFAULT_ITERATIONS = 3_000
 DEFAULT_SEEDS = {"igan": (0, 1, 2), "dcgan": (0, 1), "wgan_gp": (0, 1), "igan_v2": (0,),
                  "igan_paper": (0, 1)}
@@ -62,13 +64,17 @@ class ReproduceError(UserError, RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
+  """One training run of a table: a variant of the experiment file, a training seed, a workdir,
+  and (for a table of changes, igan_jax/ablation.py) a row name and the config flags it adds."""
   variant: str
   seed: int
   workdir: str
+  row: str = ""
+  overrides: tuple[str, ...] = ()
 
   @property
   def name(self) -> str:
-    return f"{self.variant}_seed{self.seed}"
+    return f"{self.row or self.variant}_seed{self.seed}"
 
 
 def plan(root: str, variants: Sequence[str], seeds: dict[str, Sequence[int]]) -> list[Run]:
@@ -82,11 +88,28 @@ def plan(root: str, variants: Sequence[str], seeds: dict[str, Sequence[int]]) ->
 
 
 def train_command(run: Run, iterations: int, eval_every: int, python: str = sys.executable,
-                  extra: Sequence[str] = ()) -> list[str]:
-  """The project's own training command for `run` (resumes when its workdir has checkpoints)."""
-  return [python, "-m", "igan_jax.main", f"--config={EXPERIMENT}:{run.variant}",
+                  extra: Sequence[str] = (), experiment: str = EXPERIMENT) -> list[str]:
+  """The project's own training command for `run` (resumes when its workdir has checkpoints):
+  the run's own flags (`run.overrides`), then `extra`, the flags of every run of the table."""
+  return [python, "-m", "igan_jax.main", f"--config={experiment}:{run.variant}",
           f"--workdir={run.workdir}", f"--config.num_iterations={iterations}",
-          f"--config.seed={run.seed}", f"--config.eval_every={eval_every}", *extra]
+          f"--config.seed={run.seed}", f"--config.eval_every={eval_every}", *run.overrides,
+          *extra]
+
+
+def find_experiment(experiment: str) -> str:
+  """The experiment file's absolute path: as given (relative to the current directory), else
+  relative to the repository this package runs from; a ReproduceError when neither exists (an
+  installed package has no experiments/ beside it)."""
+  candidates = [os.path.abspath(experiment)]
+  if not os.path.isabs(experiment):
+    candidates.append(os.path.join(REPOSITORY, experiment))
+  for path in candidates:
+    if os.path.isfile(path):
+      return path
+  raise ReproduceError(f"no experiment file {experiment!r} (looked in {os.getcwd()} and "
+                       f"{REPOSITORY}): run from a clone of the repository, or pass "
+                       "--experiment=PATH/TO/experiments/fashion_mnist.py")
 
 
 def trained(workdir: str, iterations: int) -> bool:
@@ -96,19 +119,22 @@ def trained(workdir: str, iterations: int) -> bool:
 
 
 def train(run: Run, iterations: int, eval_every: int, extra: Sequence[str] = (),
-          log=print) -> float:
+          log=print, experiment: str = EXPERIMENT) -> float:
   """Trains (or resumes) `run` to `iterations`; appends the machine to machines.jsonl; returns
   the seconds the command took."""
-  cmd = train_command(run, iterations, eval_every, extra=extra)
-  log("$ " + " ".join(["python"] + cmd[1:] if cmd[0] == sys.executable else cmd))
+  path = find_experiment(experiment)
+  log("$ " + " ".join(train_command(run, iterations, eval_every, python="python", extra=extra,
+                                    experiment=experiment)))
+  cmd = train_command(run, iterations, eval_every, extra=extra, experiment=path)
   os.makedirs(run.workdir, exist_ok=True)
   start_step = _latest_step(run.workdir)
   t0 = time.time()
   env = dict(os.environ)
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+  # The subprocess imports this same igan_jax, wherever the current directory is.
+  env["PYTHONPATH"] = os.pathsep.join(
+      p for p in (os.path.dirname(PACKAGE), env.get("PYTHONPATH")) if p)
   with open(os.path.join(run.workdir, "train.log"), "a") as out:
-    proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env)
+    proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
   seconds = time.time() - t0
   with open(os.path.join(run.workdir, "machines.jsonl"), "a") as f:
     f.write(json.dumps(dict(machine=report.machine(), from_step=start_step,
@@ -181,7 +207,8 @@ def summarise(run: Run, step: int, record: dict) -> dict[str, Any]:
   # The run report's log and grid parts (its sample part is the evaluation's, above).
   rep = report.run_report(run.workdir, step, num_samples=0)
   log_summary, grid = rep["log"], rep["grid"]
-  out: dict[str, Any] = dict(run=run.name, variant=run.variant, seed=run.seed, step=step,
+  out: dict[str, Any] = dict(run=run.name, variant=run.variant, row=run.row or run.variant,
+                             overrides=list(run.overrides), seed=run.seed, step=step,
                              workdir=run.workdir, grid=grid["path"],
                              spike_ratio=log_summary["spike_ratio"],
                              period2_power=grid["period2_power"],
@@ -234,12 +261,17 @@ def _fid_curve(workdir: str) -> list[tuple[int, float]]:
 
 
 def page_train_commands(summaries: Sequence[dict], root_label: str, iterations: int,
-                        eval_every: int, train_flags: Sequence[str] = ()) -> list[str]:
+                        eval_every: int, train_flags: Sequence[str] = (),
+                        experiment: str = EXPERIMENT) -> list[str]:
   """Each run's training command as the page shows it."""
   # Workdirs as the user named the root (runs/reproduction/igan_seed0), not this machine's path.
-  return [" ".join(train_command(Run(s["variant"], s["seed"], os.path.join(root_label, s["run"])),
-                                 iterations, eval_every, python="python", extra=train_flags))
-          for s in summaries]
+  lines = []
+  for s in summaries:
+    run = Run(s["variant"], s["seed"], os.path.join(root_label, s["run"]),
+              row=s.get("row", ""), overrides=tuple(s.get("overrides", ())))
+    lines.append(" ".join(train_command(run, iterations, eval_every, python="python",
+                                        extra=train_flags, experiment=experiment)))
+  return lines
 
 
 def parse_seeds(specs: Sequence[str], variants: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -262,7 +294,10 @@ def main(argv=None) -> int:
                               description=__doc__.split("\n")[0])
   p.add_argument("--root", default="runs/reproduction", help="where the runs' workdirs go")
   p.add_argument("--rows", default="igan,dcgan,wgan_gp",
-                 help="variants of experiments/fashion_mnist.py, comma-separated")
+                 help="variants of the experiment file, comma-separated")
+  p.add_argument("--experiment", default=EXPERIMENT,
+                 help="the experiment file (relative paths: to the current directory, else to "
+                      "the repository)")
   p.add_argument("--seeds", action="append", default=[],
                  help="per variant, e.g. --seeds=igan=0,1,2 (repeatable)")
   p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="B, every run's length")
@@ -286,6 +321,7 @@ def main(argv=None) -> int:
         raise ReproduceError(f"--rows: unknown variant {v!r}; one of {config_lib.VARIANTS}")
     if args.iterations < 10:
       raise ReproduceError(f"--iterations must be ≥ 10, got {args.iterations}")
+    find_experiment(args.experiment)
     runs = plan(args.root, variants, parse_seeds(args.seeds, variants))
     protocol = eval_protocol(args.num_samples, args.inception_samples)
     eval_every = args.eval_every or max(1, args.iterations // 10)
@@ -296,9 +332,11 @@ def main(argv=None) -> int:
           _log(f"{run.name}: trained to {args.iterations:,}, skipped")
         elif args.dry_run:
           _log("would run: " + " ".join(train_command(run, args.iterations, eval_every,
-                                                      python="python", extra=args.train_flag)))
+                                                      python="python", extra=args.train_flag,
+                                                      experiment=args.experiment)))
         else:
-          train(run, args.iterations, eval_every, extra=args.train_flag, log=_log)
+          train(run, args.iterations, eval_every, extra=args.train_flag, log=_log,
+                experiment=args.experiment)
     if args.stage == "train" or args.dry_run:
       return 0
     done = [r for r in runs if trained(r.workdir, args.iterations)]
@@ -312,10 +350,13 @@ def main(argv=None) -> int:
     rows = aggregate(summaries)
     commands = [f"--{k}={getattr(args, k)}" for k in ("root", "rows", "iterations",
                                                         "inception_samples")]
+    if args.experiment != EXPERIMENT:
+      commands.append(f"--experiment={args.experiment}")
     commands += [f"--seeds={s}" for s in args.seeds]
     commands += [f"--train_flag={f}" for f in args.train_flag]
     train_lines = page_train_commands(summaries, args.root or os.path.abspath(args.root),
-                                      args.iterations, eval_every, args.train_flag)
+                                      args.iterations, eval_every, args.train_flag,
+                                      args.experiment)
     page = write_page(os.path.abspath(args.root), rows, summaries, args.iterations, protocol,
                       commands, train_lines)
     _log(f"wrote {page}")

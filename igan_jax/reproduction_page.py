@@ -42,16 +42,23 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float | None]:
   return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def aggregate(summaries: Sequence[dict]) -> list[dict]:
-  """Per model (in first-seen order): n runs and mean / sd of every column present in all."""
+def row_of(summary: dict) -> str:
+  """The table row a run belongs to: its row name (a table of changes), else its variant."""
+  return summary.get("row") or summary["variant"]
+
+
+def aggregate(summaries: Sequence[dict], labels: dict | None = None) -> list[dict]:
+  """Per row (a model, or a change of a model; in first-seen order): n runs and mean / sd of
+  every column present in all."""
+  labels = LABELS if labels is None else labels
   rows = []
-  for variant in dict.fromkeys(s["variant"] for s in summaries):
-    runs = [s for s in summaries if s["variant"] == variant]
-    row: dict[str, Any] = dict(variant=variant, label=LABELS.get(variant, variant),
-                               seeds=[r["seed"] for r in runs])
+  for name in dict.fromkeys(row_of(s) for s in summaries):
+    runs = [s for s in summaries if row_of(s) == name]
+    row: dict[str, Any] = dict(variant=runs[0]["variant"], row=name,
+                               label=labels.get(name, name), seeds=[r["seed"] for r in runs])
     for key, _, _ in COLUMNS + (("classifier_floor", "", ""), ("inception_floor", "", ""),
                                 ("inception_kid_floor", "", ""), ("inception_n", "", ""),
-                                ("classifier_n", "", "")):
+                                ("classifier_n", "", ""), ("brightness", "", "")):
       values = [r[key] for r in runs if r.get(key) is not None]
       if len(values) == len(runs):
         row[key] = mean_sd(values)
@@ -66,20 +73,22 @@ def _cell(value, fmt: str) -> str:
   return fmt.format(mean) + ("" if sd is None else " ± " + fmt.format(sd))
 
 
-def markdown_table(rows: Sequence[dict]) -> str:
-  """The table: one line per model, mean ± sd over its seeds."""
-  header = ["model", "seeds"] + [h for _, h, _ in COLUMNS]
+def markdown_table(rows: Sequence[dict], columns: Sequence[tuple] = COLUMNS,
+                   first: str = "model") -> str:
+  """The table: one line per row (`first` names the column of labels), mean ± sd over its
+  seeds."""
+  header = [first, "seeds"] + [h for _, h, _ in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for row in rows:
     cells = [row["label"], str(len(row["seeds"]))]
-    cells += [_cell(row.get(key), fmt) for key, _, fmt in COLUMNS]
+    cells += [_cell(row.get(key), fmt) for key, _, fmt in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
-def runs_table(summaries: Sequence[dict]) -> str:
+def runs_table(summaries: Sequence[dict], columns: Sequence[tuple] = COLUMNS) -> str:
   """Every run on its own line (the numbers behind the means)."""
-  keys = [c for c in COLUMNS]
+  keys = list(columns)
   header = ["run"] + [h for _, h, _ in keys] + ["machine"]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for s in summaries:
@@ -101,10 +110,10 @@ def fid_curves_figure(summaries: Sequence[dict], path: str) -> str | None:
   for s in summaries:
     if not s["fid_curve"]:
       continue
-    colour = colours.setdefault(s["variant"], palette[len(colours) % len(palette)])
+    colour = colours.setdefault(row_of(s), palette[len(colours) % len(palette)])
     steps, values = zip(*s["fid_curve"])
-    label = LABELS.get(s["variant"], s["variant"]) if s["seed"] == min(
-        t["seed"] for t in summaries if t["variant"] == s["variant"]) else None
+    label = LABELS.get(row_of(s), row_of(s)) if s["seed"] == min(
+        t["seed"] for t in summaries if row_of(t) == row_of(s)) else None
     ax.plot(steps, values, color=colour, alpha=0.8, linewidth=1.3, marker=".", label=label)
   ax.set_xlabel("iteration")
   ax.set_ylabel("classifier FID, N = 2,000 (lower is better)")

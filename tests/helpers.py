@@ -19,18 +19,25 @@ TINY = ["--config.batch_size=4", "--config.n_critic=2", "--config.model.channels
         "--config.model.d_widths=(8,16)", "--config.num_samples=4", "--config.log_every=2",
         "--config.sample_every=2", "--config.checkpoint_every=2"]
 
-# Runs igan_jax.main with TFDS mocked: random images of the right shape, no files needed. Without
-# torch, as a user's install runs (requirements.txt): torch is here for tests/test_inception.py
-# only, and tensorboardX (the metric writer) imports it when it can, ~2 s of CPU per run.
-MOCK_MAIN = """
+
+
+def mock_main(num_examples=64):
+  """A script that runs igan_jax.main with TFDS mocked: num_examples random images of the right
+  shape per split, no files needed. Without torch, as a user's install runs (requirements.txt):
+  torch is here for tests/test_inception.py only, and tensorboardX (the metric writer) imports
+  it when it can, ~2 s of CPU per run."""
+  return f"""
 import sys
 sys.modules["torch"] = None  # import torch raises ImportError
 import tensorflow_datasets as tfds
 from igan_jax import main
-with tfds.testing.mock_data(num_examples=64):
+with tfds.testing.mock_data(num_examples={num_examples}):
   sys.argv = ["igan_jax.main"] + sys.argv[1:]
   main.run()
 """
+
+
+MOCK_MAIN = mock_main()
 
 
 def tiny_config(name="fashion_mnist", resolution=28, **overrides):
@@ -64,13 +71,17 @@ def cli_env(data_dir=None, **extra):
 
 
 def cli_command(args, mock=False):
-  """`python -m igan_jax.main ARGS`, or the same on TFDS's mock data."""
-  return [sys.executable] + (["-c", MOCK_MAIN] if mock else ["-m", "igan_jax.main"]) + list(args)
+  """`python -m igan_jax.main ARGS`, or the same on TFDS's mock data (mock: True for 64 images
+  per split, or how many)."""
+  if not mock:
+    return [sys.executable, "-m", "igan_jax.main"] + list(args)
+  return [sys.executable, "-c", mock_main(64 if mock is True else mock)] + list(args)
 
 
-def run_cli(args, mock=False, data_dir=None):
-  """Runs the command line to its end: the CompletedProcess (text stdout and stderr)."""
-  return subprocess.run(cli_command(args, mock), cwd=ROOT, env=cli_env(data_dir),
+def run_cli(args, mock=False, data_dir=None, **env):
+  """Runs the command line to its end (mock: as cli_command; env: more environment variables):
+  the CompletedProcess (text stdout and stderr)."""
+  return subprocess.run(cli_command(args, mock), cwd=ROOT, env=cli_env(data_dir, **env),
                         capture_output=True, text=True, timeout=900)
 
 

@@ -4,13 +4,11 @@ real sets of CelebA- and LSUN-shaped data (96×96×3, a toy backbone)."""
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from helpers import tiny_config, write_workdir
+from helpers import run_cli, tiny_config, write_workdir
 from igan_jax.evaluation import reference
 from igan_jax.evaluation import settings as eval_settings
 from igan_jax.evaluation import workdir as evaluation
@@ -18,7 +16,6 @@ from igan_jax.evaluation.backbones import Backbone
 from igan_jax.evaluation.metrics import class_metrics
 from igan_jax.evaluation.table import format_table
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 N, SEEDS, MOCK_EXAMPLES = 120, 2, 160
 
@@ -33,15 +30,6 @@ def get_config():
   c = tiny_config()
   c.eval.update(dict(num_samples={N}, seeds={SEEDS}, backbones="classifier", inception_samples=0))
   return c
-"""
-
-MOCK_MAIN = f"""
-import sys
-import tensorflow_datasets as tfds
-from igan_jax import main
-with tfds.testing.mock_data(num_examples={MOCK_EXAMPLES}):
-  sys.argv = ["igan_jax.main"] + sys.argv[1:]
-  main.run()
 """
 
 
@@ -227,18 +215,17 @@ def test_settings_from_config_and_errors():
       validate(bad)
 
 
-def run_cli(args, cache):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", IGAN_JAX_CACHE=cache)
-  return subprocess.run([sys.executable, "-c", MOCK_MAIN] + args, cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+def run_evaluate_cli(args, cache):
+  """The command line on the mock data this file evaluates on, with its reference cache."""
+  return run_cli(args, mock=MOCK_EXAMPLES, IGAN_JAX_CACHE=cache)
 
 
 @pytest.mark.slow
 def test_cli_evaluate_reuses_the_cache(run, tmp_path):
   cfg = tmp_path / "tiny_eval.py"
   cfg.write_text(CONFIG_FILE)
-  r = run_cli([f"--config={cfg}", f"--workdir={run['workdir']}", "--mode=evaluate",
-               "--checkpoint=2"], run["cache"])
+  r = run_evaluate_cli([f"--config={cfg}", f"--workdir={run['workdir']}", "--mode=evaluate",
+                        "--checkpoint=2"], run["cache"])
   assert r.returncode == 0, r.stderr[-3000:]
   assert "classifier" in r.stdout and "floor" in r.stdout and "written to" in r.stdout
   # A second evaluation of step 2 goes beside the first record, which stays as it was.
@@ -267,12 +254,13 @@ def test_cli_errors_are_one_line(run, tmp_path):
   cfg.write_text(CONFIG_FILE)
   empty = tmp_path / "empty"
   empty.mkdir()
-  msg = one_line_error(run_cli([f"--config={cfg}", f"--workdir={empty}", "--mode=evaluate"],
-                               run["cache"]))
+  msg = one_line_error(run_evaluate_cli(
+      [f"--config={cfg}", f"--workdir={empty}", "--mode=evaluate"], run["cache"]))
   assert "no checkpoint" in msg and "--mode=train" in msg
   assert os.listdir(empty) == []  # nothing written
-  msg = one_line_error(run_cli([f"--config={cfg}", f"--workdir={run['workdir']}",
-                                "--mode=evaluate", "--checkpoint=7"], run["cache"]))
+  msg = one_line_error(run_evaluate_cli(
+      [f"--config={cfg}", f"--workdir={run['workdir']}", "--mode=evaluate", "--checkpoint=7"],
+      run["cache"]))
   assert "no checkpoint 7" in msg and "available: 2" in msg
 
 

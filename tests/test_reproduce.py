@@ -40,6 +40,27 @@ def test_train_command_is_the_projects_own_and_the_same_on_every_call(tmp_path):
                                         extra=["--config.loop=scan"])
 
 
+def test_a_row_of_changes_names_its_run_and_adds_its_flags_before_the_tables(tmp_path):
+  run = reproduce.Run("igan", 0, str(tmp_path / "dropout_seed0"), row="dropout",
+                      overrides=("--config.model.dropout=0.2",))
+  assert run.name == "dropout_seed0"
+  cmd = reproduce.train_command(run, 1000, 250, python="python", extra=["--config.loop=scan"],
+                                experiment="/x/fashion_mnist.py")
+  assert cmd[3] == "--config=/x/fashion_mnist.py:igan"
+  assert cmd[-2:] == ["--config.model.dropout=0.2", "--config.loop=scan"]
+
+
+def test_find_experiment_from_any_directory_or_a_clear_error(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # not the repository: found beside the package
+  assert reproduce.find_experiment(reproduce.EXPERIMENT) == os.path.join(ROOT, reproduce.EXPERIMENT)
+  own = tmp_path / "mine.py"
+  own.write_text("")
+  assert reproduce.find_experiment("mine.py") == str(own)
+  with pytest.raises(reproduce.ReproduceError, match="--experiment=PATH"):
+    reproduce.find_experiment("experiments/nope.py")
+  assert reproduce.main([f"--root={tmp_path}", "--experiment=nope.py", "--dry_run"]) == 2
+
+
 def test_trained_needs_the_committed_step(tmp_path):
   ckpt = tmp_path / "checkpoints"
   (ckpt / "200").mkdir(parents=True)

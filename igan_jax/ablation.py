@@ -1,0 +1,285 @@
+"""The IGAN recipe's ablation: one change at a time from today's defaults, several seeds each.
+
+    python -m igan_jax.ablation --root=runs/ablation --docs=docs   # the whole study
+    python -m igan_jax.ablation --root=runs/ablation --dry_run     # what it would run
+    make ablation                                                  # the same, via make
+
+The default recipe of `experiments/fashion_mnist.py` (variant `igan`) is the paper's model with
+the values of `config.MEASURED_RECIPE`, each chosen by measurement (docs/ablation.md). Each row
+of this study undoes one of them — sets it back to the value of `config.base_config()`, the
+paper's stated value or our first reconstruction of an open one (docs/paper.md §4) — or adds one
+candidate change (CANDIDATES), and trains `--iterations` (default 1,000) from `--seeds` training
+seeds (default 0, 1; the default recipe itself 0, 1, 2). So every row answers one question: what
+does this value buy, against the same recipe without it?
+
+Runs, skipping and resuming are those of the reproduction table (igan_jax/reproduce.py): one
+workdir `<root>/<row>_seed<k>` per run, trained by the project's own command (printed before it
+starts; the same call resumes a stopped run and skips a finished one), FID during training every
+`--iterations` / 4 (classifier, N = 2,000), then checkpoint `--iterations` evaluated by the
+classifier at N = `--num_samples` (default 10,000 vs 10,000 test images; no Inception, which
+costs minutes per run on a CPU). The page `<root>/ablation.md` (and `--docs=DIR`:
+DIR/ablation_table.md with each row's first grid under DIR/ablation_table/) gives per row the
+mean ± sd over seeds of every run-report number, and the change of the mean classifier FID
+against the default recipe's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from typing import Any, Sequence
+
+from igan_jax import config as config_lib
+from igan_jax.reproduce import (EXPERIMENT, ReproduceError, Run, evaluate, eval_protocol,
+                                find_experiment, page_train_commands, summarise, train,
+                                train_command, trained)
+from igan_jax.reproduction_page import aggregate, markdown_table, runs_table
+
+DEFAULT_ITERATIONS = 1_000
+BASELINE = "igan"
+BASELINE_SEEDS = (0, 1, 2)
+DEFAULT_SEEDS = (0, 1)
+# Rows that undo one value of MEASURED_RECIPE (the keys of one change), most informative first:
+# (row, the keys set back to base_config()'s values, what the row tests).
+REVERTS = (
+    ("paper_lr", ("optim.schedule", "optim.d_init_lr", "optim.d_end_lr"),
+     "the paper's learning rate, 0.002 decaying to 0.0002 (igan_decay)"),
+    ("g_output_norm", ("model.g_output_norm",), "batch norm before G's tanh"),
+    ("d_input_norm", ("model.d_input_norm",), "batch norm on D's input block"),
+    ("dropout", ("model.dropout",), "dropout 0.2 in G"),
+    ("gp_center_1", ("loss.gp_center",), "the penalty centred at 1"),
+    ("gp_bn_batch", ("loss.gp_bn",), "the penalty through train-mode batch norm"),
+    ("fake_label", ("loss.fake_label",), "the fake label smoothed to 0.1"),
+    ("noise_constant", ("loss.noise_anneal",), "instance noise constant (σ = 0.1)"),
+    ("upsample_default", ("model.upsample_init",), "default (not ICNR) up-sampler init"),
+    ("n_critic_3", ("n_critic",), "three critic updates per iteration"),
+)
+# Rows that add one change the default recipe does not have: (row, overrides, what it tests).
+CANDIDATES = (
+    ("resize_skip", {"model.skip_upsample": "resize"},
+     "bilinear resize + 3×3 conv for the shortcut and branch up-samplers"),
+    ("joint_bn", {"loss.d_bn_batch": "joint"}, "one joint real + fake batch-norm batch in D"),
+)
+ROWS = (BASELINE,) + tuple(r[0] for r in REVERTS) + tuple(c[0] for c in CANDIDATES)
+# Columns of the page: (key in a run's summary, header, format).
+COLUMNS = (
+    ("classifier_fid", "classifier FID", "{:.1f}"),
+    ("precision", "precision", "{:.3f}"),
+    ("recall", "recall", "{:.3f}"),
+    ("class_entropy", "class entropy", "{:.3f}"),
+    ("mean_confidence", "confidence", "{:.3f}"),
+    ("spike_ratio", "spike ratio", "{:.2f}"),
+    ("period2_power", "period-2 power", "{:.4f}"),
+    ("period4_power", "period-4 power", "{:.4f}"),
+    ("brightness", "brightness", "{:.3f}"),
+    ("train_minutes", "training minutes", "{:.1f}"),
+)
+
+
+def flag_value(value: Any) -> str:
+  """A config value as a `--config.key=value` flag writes it."""
+  return repr(value) if isinstance(value, float) else str(value)
+
+
+def row_overrides(row: str) -> dict[str, Any]:
+  """The config values row `row` sets on top of the default recipe."""
+  if row == BASELINE:
+    return {}
+  base = config_lib.base_config()
+  for name, keys, _ in REVERTS:
+    if name == row:
+      values = {}
+      for dotted in keys:
+        node = base
+        for part in dotted.split("."):
+          node = node[part]
+        values[dotted] = node
+      return values
+  for name, values, _ in CANDIDATES:
+    if name == row:
+      return dict(values)
+  raise ReproduceError(f"unknown ablation row {row!r}; one of {', '.join(ROWS)}")
+
+
+def describe(row: str) -> str:
+  """The row's label on the page: what it changes, as flags."""
+  if row == BASELINE:
+    return "default recipe (`igan`)"
+  flags = " ".join(f"`{k}={flag_value(v)}`" for k, v in row_overrides(row).items())
+  what = {name: text for name, _, text in REVERTS + CANDIDATES}[row]
+  return f"{what}: {flags}"
+
+
+def plan(root: str, rows: Sequence[str], seeds: Sequence[int],
+         baseline_seeds: Sequence[int] = BASELINE_SEEDS) -> list[Run]:
+  """The runs, every row's first seed first (a study stopped early already covers each row)."""
+  root = os.path.abspath(os.path.expanduser(root))
+  per_row = []
+  for row in rows:
+    flags = tuple(f"--config.{k}={flag_value(v)}" for k, v in row_overrides(row).items())
+    row_seeds = baseline_seeds if row == BASELINE else seeds
+    per_row.append([Run("igan", s, os.path.join(root, f"{row}_seed{s}"), row=row,
+                        overrides=flags) for s in row_seeds])
+  depth = max((len(r) for r in per_row), default=0)
+  return [runs[i] for i in range(depth) for runs in per_row if i < len(runs)]
+
+
+def add_deltas(rows: list[dict]) -> None:
+  """Each row's change of the mean classifier FID against the default recipe's (negative:
+  better than the default, i.e. the default's value for that key is the worse one)."""
+  base = next((r for r in rows if r["row"] == BASELINE and "classifier_fid" in r), None)
+  for row in rows:
+    if base is not None and "classifier_fid" in row:
+      row["fid_change"] = (row["classifier_fid"][0] - base["classifier_fid"][0], None)
+
+
+def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: int,
+               protocol: dict, command: str, train_lines: Sequence[str]) -> str:
+  """Writes <root>/ablation.md and .json and each row's first grid under <root>/ablation/."""
+  grid_dir = os.path.join(root, "ablation")
+  os.makedirs(grid_dir, exist_ok=True)
+  first_runs = {}
+  for s in summaries:
+    first_runs.setdefault(s["row"], s)
+  for s in first_runs.values():
+    shutil.copyfile(s["grid"], os.path.join(grid_dir, f"{s['run']}.png"))
+  columns = COLUMNS[:1] + (("fid_change", "Δ FID vs default", "{:+.1f}"),) + COLUMNS[1:]
+  floor = min((s["classifier_floor"] for s in summaries if s.get("classifier_floor")),
+              default=None)
+  lines = [
+      f"# The IGAN recipe, one change at a time ({iterations:,} iterations per run)", "",
+      "Generated by `python -m igan_jax.ablation` (the command below) from the runs' own "
+      "workdirs. Each row changes one value of the default recipe (`igan`) and keeps the rest; "
+      "mean ± sd over training seeds; each run's checkpoint "
+      f"{iterations:,} evaluated with latent seed 0, classifier features at N = "
+      f"{protocol['classifier']:,} generated vs {protocol['classifier']:,} test images "
+      f"(real-vs-real floor {'—' if floor is None else f'{floor:.2f}'}). Δ FID: the row's mean "
+      "minus the default's (positive: the change makes it worse, so the default's value "
+      "earns its place).", "",
+      markdown_table(rows, columns, first="row"), "",
+      "Spike ratio: max / median of the logged d_loss past the first 10 % of the run; period-2 "
+      "/ period-4 power: the share of the last grid's spectral power at those periods (real "
+      "Fashion-MNIST 0.004 / 0.025); brightness: the last grid's mean (real 0.29); training "
+      "minutes: the log's Σ iterations / speed.", "",
+      "## Every run", "", runs_table(summaries, COLUMNS), "",
+      "## First seed's last grid per row", ""]
+  for s in first_runs.values():
+    lines += [f"**{s['run']}**: {describe(s['row'])}  ",
+              f"![{s['run']}](ablation/{s['run']}.png)", ""]
+  lines += ["## Commands", "", "```bash", command, "```", "", "Each training run it started:",
+            "", "```bash", *train_lines, "```", ""]
+  page = os.path.join(root, "ablation.md")
+  with open(page + ".tmp", "w") as f:
+    f.write("\n".join(lines))
+  os.replace(page + ".tmp", page)
+  with open(os.path.join(root, "ablation.json"), "w") as f:
+    json.dump(dict(iterations=iterations, protocol=protocol, rows=rows, runs=summaries), f,
+              indent=2, default=list)
+  return page
+
+
+def copy_to_docs(root: str, docs: str) -> str:
+  """DIR/ablation_table.md with its grids under DIR/ablation_table/."""
+  img_dir = os.path.join(docs, "ablation_table")
+  os.makedirs(img_dir, exist_ok=True)
+  for name in os.listdir(os.path.join(root, "ablation")):
+    shutil.copyfile(os.path.join(root, "ablation", name), os.path.join(img_dir, name))
+  with open(os.path.join(root, "ablation.md")) as f:
+    text = f.read().replace("](ablation/", "](ablation_table/")
+  target = os.path.join(docs, "ablation_table.md")
+  with open(target, "w") as f:
+    f.write(text)
+  return target
+
+
+def _seeds(text: str, flag: str) -> tuple[int, ...]:
+  try:
+    seeds = tuple(int(v) for v in text.split(",") if v)
+  except ValueError:
+    raise ReproduceError(f"{flag}={text!r}: expected comma-separated integers") from None
+  if not seeds:
+    raise ReproduceError(f"{flag} is empty: give at least one seed")
+  return seeds
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(prog="python -m igan_jax.ablation",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--root", default="runs/ablation", help="where the runs' workdirs go")
+  p.add_argument("--rows", default=",".join(ROWS), help="rows, comma-separated: " + ", ".join(ROWS))
+  p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="each change's seeds")
+  p.add_argument("--baseline_seeds", default=",".join(map(str, BASELINE_SEEDS)),
+                 help="the default recipe's seeds")
+  p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="every run's length")
+  p.add_argument("--num_samples", type=int, default=10_000, help="classifier N")
+  p.add_argument("--experiment", default=EXPERIMENT, help="the experiment file")
+  p.add_argument("--train_flag", action="append", default=[],
+                 help="one more flag for every training command (repeatable)")
+  p.add_argument("--stage", choices=("all", "train", "table"), default="all",
+                 help="train: runs only; table: evaluate and tabulate the runs that are trained")
+  p.add_argument("--docs", default="", help="also write DIR/ablation_table.md and its grids")
+  p.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
+  args = p.parse_args(argv)
+  try:
+    rows = [r for r in args.rows.split(",") if r]
+    for row in rows:
+      row_overrides(row)  # an unknown row fails here, before any training
+    if args.iterations < 10:
+      raise ReproduceError(f"--iterations must be ≥ 10, got {args.iterations}")
+    find_experiment(args.experiment)
+    runs = plan(args.root, rows, _seeds(args.seeds, "--seeds"),
+                _seeds(args.baseline_seeds, "--baseline_seeds"))
+    eval_every = max(1, args.iterations // 4)
+    _log(f"{len(runs)} runs of {args.iterations:,} iterations under {os.path.abspath(args.root)}")
+    if args.stage in ("all", "train"):
+      for run in runs:
+        if trained(run.workdir, args.iterations):
+          _log(f"{run.name}: trained to {args.iterations:,}, skipped")
+        elif args.dry_run:
+          _log("would run: " + " ".join(train_command(
+              run, args.iterations, eval_every, python="python", extra=args.train_flag,
+              experiment=args.experiment)))
+        else:
+          train(run, args.iterations, eval_every, extra=args.train_flag, log=_log,
+                experiment=args.experiment)
+    if args.stage == "train" or args.dry_run:
+      return 0
+    done = [r for r in runs if trained(r.workdir, args.iterations)]
+    if not done:
+      raise ReproduceError(f"no run under {args.root} is trained to {args.iterations:,}; run "
+                           "with --stage=all (or train) first")
+    protocol = eval_protocol(args.num_samples, 0)
+    summaries = [summarise(run, args.iterations, evaluate(run, args.iterations, protocol,
+                                                          log=_log)) for run in done]
+    table_rows = aggregate(summaries, labels={row: describe(row) for row in rows})
+    add_deltas(table_rows)
+    command = "python -m igan_jax.ablation " + " ".join(
+        [f"--root={args.root}", f"--rows={args.rows}", f"--seeds={args.seeds}",
+         f"--baseline_seeds={args.baseline_seeds}", f"--iterations={args.iterations}"]
+        + [f"--train_flag={f}" for f in args.train_flag])
+    train_lines = page_train_commands(summaries, args.root, args.iterations, eval_every,
+                                      args.train_flag, args.experiment)
+    page = write_page(os.path.abspath(args.root), table_rows, summaries, args.iterations,
+                      protocol, command, train_lines)
+    _log(f"wrote {page}")
+    if args.docs:
+      _log(f"wrote {copy_to_docs(os.path.abspath(args.root), args.docs)}")
+    columns = COLUMNS[:1] + (("fid_change", "Δ FID vs default", "{:+.1f}"),) + COLUMNS[1:5]
+    print(markdown_table(table_rows, columns, first="row"), flush=True)
+    missing = [r.name for r in runs if r not in done]
+    if missing:
+      _log(f"not trained yet (not in the table): {', '.join(missing)}")
+  except ReproduceError as e:
+    print(f"igan_jax.ablation: error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+def _log(message: str) -> None:
+  print(f"[igan_jax] ablation: {message}", flush=True)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,93 @@
+"""The ablation command (igan_jax/ablation.py): each row changes exactly one value of the default
+recipe, back to base_config()'s; its plan, its page and its errors."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from igan_jax import ablation, config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _value(cfg, dotted):
+  for part in dotted.split("."):
+    cfg = cfg[part]
+  return cfg
+
+
+def test_each_revert_row_sets_back_exactly_its_keys_of_the_measured_recipe():
+  base = config_lib.base_config()
+  recipe_keys = set(config_lib.MEASURED_RECIPE)
+  covered = set()
+  for row, keys, _ in ablation.REVERTS:
+    overrides = ablation.row_overrides(row)
+    assert set(overrides) == set(keys) <= recipe_keys
+    assert all(value == _value(base, key) for key, value in overrides.items())
+    assert any(value != config_lib.MEASURED_RECIPE[key] for key, value in overrides.items())
+    covered |= set(keys)
+  assert covered == recipe_keys  # every measured value has its row
+  assert ablation.row_overrides(ablation.BASELINE) == {}
+  with pytest.raises(ablation.ReproduceError, match="unknown ablation row"):
+    ablation.row_overrides("nope")
+
+
+def test_every_row_builds_a_valid_config():
+  for row in ablation.ROWS:
+    cfg = config_lib.load_config(os.path.join(ROOT, ablation.EXPERIMENT), "igan", check=False)
+    config_lib.apply_overrides(cfg, ablation.row_overrides(row))
+    config_lib.validate(cfg)
+
+
+def test_plan_covers_every_row_first_and_writes_flags_the_cli_reads(tmp_path):
+  runs = ablation.plan(str(tmp_path), ["igan", "dropout", "paper_lr"], (0, 1), (0, 1, 2))
+  assert [r.name for r in runs] == ["igan_seed0", "dropout_seed0", "paper_lr_seed0",
+                                    "igan_seed1", "dropout_seed1", "paper_lr_seed1",
+                                    "igan_seed2"]
+  assert runs[1].overrides == ("--config.model.dropout=0.2",)
+  assert runs[2].overrides == ("--config.optim.schedule=igan_decay",
+                               "--config.optim.d_init_lr=0.002", "--config.optim.d_end_lr=0.0002")
+  assert all(r.variant == "igan" for r in runs)
+  assert "dropout 0.2" in ablation.describe("dropout")
+
+
+def _summary(tmp_path, row, seed, fid):
+  grid = tmp_path / f"{row}{seed}.png"
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(grid)
+  return dict(run=f"{row}_seed{seed}", row=row, variant="igan", seed=seed, grid=str(grid),
+              classifier_fid=fid, classifier_floor=0.56, spike_ratio=2.0, machines=["x"],
+              overrides=[f"--config.{k}={v}" for k, v in ablation.row_overrides(row).items()])
+
+
+def test_page_gives_means_and_the_change_against_the_default(tmp_path):
+  summaries = [_summary(tmp_path, "igan", 0, 200.0), _summary(tmp_path, "igan", 1, 220.0),
+               _summary(tmp_path, "dropout", 0, 250.0), _summary(tmp_path, "dropout", 1, 260.0)]
+  rows = ablation.aggregate(summaries, labels={r: ablation.describe(r) for r in ("igan",
+                                                                                  "dropout")})
+  ablation.add_deltas(rows)
+  assert rows[1]["fid_change"] == (45.0, None) and rows[0]["fid_change"] == (0.0, None)
+  root = tmp_path / "root"
+  page = ablation.write_page(str(root), rows, summaries, 1000, dict(classifier=10_000),
+                             "python -m igan_jax.ablation", ["python -m igan_jax.main ..."])
+  text = open(page).read()
+  assert "| dropout 0.2 in G: `model.dropout=0.2` | 2 | 255.0 ± 7.1 | +45.0 |" in text
+  assert "floor 0.56" in text
+  assert sorted(os.listdir(root / "ablation")) == ["dropout_seed0.png", "igan_seed0.png"]
+  docs = tmp_path / "docs"
+  target = ablation.copy_to_docs(str(root), str(docs))
+  assert "](ablation_table/dropout_seed0.png)" in open(target).read()
+  assert json.loads((root / "ablation.json").read_text())["rows"][1]["row"] == "dropout"
+
+
+def test_command_errors_and_dry_run(tmp_path, capsys):
+  assert ablation.main([f"--root={tmp_path}", "--rows=igan,nope"]) == 2
+  assert "unknown ablation row 'nope'" in capsys.readouterr().err
+  assert ablation.main([f"--root={tmp_path}", "--seeds=a"]) == 2
+  assert "comma-separated integers" in capsys.readouterr().err
+  assert ablation.main([f"--root={tmp_path}", "--stage=table"]) == 2
+  assert "no run under" in capsys.readouterr().err
+  assert ablation.main([f"--root={tmp_path}", "--dry_run", "--rows=igan,n_critic_3"]) == 0
+  out = capsys.readouterr().out
+  assert out.count("would run:") == 5 and "--config.n_critic=3" in out
