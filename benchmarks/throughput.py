@@ -1,10 +1,15 @@
 """Training throughput: paper iterations per second (n_critic D updates + 1 G update).
 
     python benchmarks/throughput.py --model=igan --resolution=28 --batch=64
+    python benchmarks/throughput.py --devices=4 --batch=256   # data parallel, global batch
+
+On CPU, N devices for --devices: XLA_FLAGS=--xla_force_host_platform_device_count=N (they share
+the host's cores, so this checks the program, not a speed-up).
 
 Prints one JSON line per case: model, resolution, batch, device, loop, it_per_s, img_per_s,
-compile_s, peak_mem_mb (img_per_s counts generated images: n_critic + 1 batches an
-iteration, × N classes for igan_v2/igan_vn). Each model runs with its own recipe
+compile_s, peak_mem_mb, devices, per_device_batch (img_per_s counts generated images:
+n_critic + 1 batches an iteration, × N classes for igan_v2/igan_vn; --batch is the global batch,
+split over --devices). Each model runs with its own recipe
 (`config.apply_variant`: DCGAN n_critic 1 without penalty, WGAN-GP n_critic 5). The images are
 random uint8 arrays resident on the device (the step's speed does not depend on their content);
 batches are sampled on the device as in training.
@@ -29,7 +34,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("model", ["igan"], "variants (config.apply_variant), e.g. "
                   "igan,igan_paper,dcgan,wgan_gp")
 flags.DEFINE_list("resolution", ["28"], "resolutions, e.g. 28,96")
-flags.DEFINE_integer("batch", 64, "batch size")
+flags.DEFINE_integer("batch", 64, "global batch size (split over --devices)")
+flags.DEFINE_integer("devices", 1, "devices of the data mesh (config.num_devices; 0 = all)",
+                     lower_bound=0)
 flags.DEFINE_integer("iters", 5, "timed iterations per repeat")
 flags.DEFINE_integer("repeats", 3, "timed repeats; the median is reported")
 flags.DEFINE_integer("warmup", 1, "untimed iterations after compiling")
@@ -52,7 +59,7 @@ def bench(model: str, resolution: int):
   import jax
   import numpy as np
 
-  from igan_jax import config as config_lib, input_pipeline, models, train
+  from igan_jax import config as config_lib, input_pipeline, models, parallel, train
 
   # Each model with its own recipe (n_critic, penalty), as `--config=...:<model>` trains it.
   config = config_lib.apply_variant(config_lib.base_config(), model)
@@ -61,19 +68,22 @@ def bench(model: str, resolution: int):
   config.model.dtype = FLAGS.dtype
   config.model.class_stack = FLAGS.class_stack
   config.batch_size = FLAGS.batch
+  config.num_devices = FLAGS.devices
   config_lib.validate(config)
   loop = train.resolve_loop(FLAGS.loop)
   state = train.create_train_state(config)
+  parallel.check_batch(config.batch_size, state.mesh)
   shape = (1024,) + train.image_shape(config)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, shape, dtype=np.uint8)
   classes = input_pipeline.model_classes(config)
   if classes is None:
-    images = input_pipeline.ResidentData(images=jax.device_put(images))
+    images = input_pipeline.ResidentData(images=parallel.put_replicated(images, state.mesh))
   else:  # random labels: the step's cost does not depend on them
     labels = np.arange(shape[0]) % len(classes)
     order, starts, counts = input_pipeline.class_index(labels, range(len(classes)))
-    images = input_pipeline.ResidentData(*jax.device_put((images, order, starts, counts)))
+    images = input_pipeline.ResidentData(
+        *parallel.put_replicated((images, order, starts, counts), state.mesh))
 
   t = time.perf_counter()
   state, m = train.train_steps(state, images, FLAGS.iters if loop == "scan" else 1, loop)
@@ -98,6 +108,8 @@ def bench(model: str, resolution: int):
                         img_per_s=round(it_per_s * FLAGS.batch * (config.n_critic + 1)
                                         * state.hp.num_classes, 1),
                         compile_s=round(compile_s, 2), peak_mem_mb=round(peak_mem_mb(jax), 1),
+                        devices=state.mesh.devices.size,
+                        per_device_batch=parallel.per_device_batch(FLAGS.batch, state.mesh),
                         finite=bool(np.all(np.asarray(m["finite"]))))), flush=True)
 
 

@@ -12,6 +12,12 @@ a metric so far (FID during training), for `--mode=evaluate --checkpoint=best`.
 `restore_read_only(config, workdir, step)` is the one way to read a run's checkpoint without
 training it (`--mode=evaluate`, the run report): a step, the latest, or the best, through a
 read-only orbax manager that writes nothing, so a run can be evaluated while it trains.
+
+Checkpoints do not depend on the device count: the state is replicated over the run's `data`
+mesh (igan_jax/parallel.py), orbax writes one copy of each array, and a restore places the
+arrays in the shardings of the target state, built for the restoring run's mesh, so a run saved
+on N devices resumes on M. With several processes every process calls save and restore (orbax
+coordinates them); only process 0 moves a damaged checkpoint aside.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
+from igan_jax import parallel
 from igan_jax.errors import UserError
 from igan_jax.state import GANState, create_train_state, from_checkpoint, to_checkpoint
 from igan_jax.workdir_lock import WorkdirError
@@ -62,6 +69,8 @@ def _restore_arrays(manager: ocp.CheckpointManager, step: int, target: GANState,
                     item: str | None = None, hint: str = "") -> GANState:
   """Checkpoint `step` of `manager` in target's structure; `item`: the item of a composite
   checkpoint (BestCheckpointer's "state"). CheckpointError names `where` (+ `hint`)."""
+  # Shape, dtype and sharding of each target array: orbax reads the arrays straight into the
+  # target's mesh, whatever the mesh that saved them.
   abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, to_checkpoint(target))
   args = ocp.args.StandardRestore(abstract)
   try:
@@ -129,13 +138,15 @@ class Checkpointer:
                           "--workdir, or the config this workdir was trained with")
 
   def _move_aside(self, step: int):
-    src = os.path.join(self.directory, str(step))
-    dst_dir = self.directory + "_damaged"
-    os.makedirs(dst_dir, exist_ok=True)
-    dst = os.path.join(dst_dir, str(step))
-    if os.path.exists(dst):
-      dst = f"{dst}.{int(time.time())}"
-    shutil.move(src, dst)
+    if parallel.is_primary():  # one process moves it; every process then reloads
+      src = os.path.join(self.directory, str(step))
+      dst_dir = self.directory + "_damaged"
+      os.makedirs(dst_dir, exist_ok=True)
+      dst = os.path.join(dst_dir, str(step))
+      if os.path.exists(dst):
+        dst = f"{dst}.{int(time.time())}"
+      shutil.move(src, dst)
+    parallel.sync(f"igan_jax checkpoint {step} moved aside")
     self._manager.reload()
 
   def wait(self):
@@ -376,7 +387,8 @@ def restore_read_only(config, workdir: str, step: int | str | None = None
   saved = load_saved_config(workdir)
   if saved is not None:
     check_compatible(saved, config.to_dict(), workdir)
-  target = create_train_state(config)
+  # Read on whatever devices this machine has: a run trained on more is still readable.
+  target = create_train_state(config, mesh=parallel.mesh_for(config, at_most_available=True))
   if directory != ckpt_dir:
     best = BestCheckpointer(directory, read_only=True)
     try:

@@ -45,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
   # GPU it cost nothing (measured against the PyTorch reference implementation).
   c.loop = "auto"
   c.ema_decay = 0.0                # ours, not in the paper: EMA of G's weights when > 0
+  # Data parallelism (ours, igan_jax/parallel.py): the devices of the `data` mesh, 0 = all,
+  # else the first N. batch_size stays the global batch; the devices must divide it.
+  c.num_devices = 0
   # Robustness (ours). A non-finite loss or gradient rolls back to the last good checkpoint
   # with a fresh fold of the rng, at most max_rollbacks times.
   c.max_rollbacks = 3
@@ -230,6 +233,9 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _check(c.collapse_patience >= 1, "collapse_patience", f"must be ≥ 1, got {c.collapse_patience}")
   _check(0 <= c.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {c.ema_decay}")
   _check(c.loop in LOOPS, "loop", f"must be one of {LOOPS}, got {c.loop!r}")
+  _check(isinstance(c.num_devices, int) and not isinstance(c.num_devices, bool)
+         and c.num_devices >= 0, "num_devices",
+         f"must be an integer ≥ 0 (0 = all devices), got {c.num_devices!r}")
   _check(data_lib.is_supported(c.data.name), "data.name",
          f"unknown dataset {c.data.name!r}; supported: {', '.join(data_lib.SUPPORTED)}, "
          "lsun/<category>, folder:/abs/path")

@@ -4,6 +4,10 @@ Inference mode is the generator with its running batch-norm statistics and no dr
 (the sample grids), evaluation (FID during training, `--mode=evaluate`) and the library API
 (`igan_jax.generate`) all draw images through `generate`; it lives apart from train.py so that
 evaluation never imports training (docs/design.md §2).
+
+Over the state's `data` mesh (igan_jax/parallel.py) the latents are split along the batch (when
+the devices divide it) and the images come back whole on every device, so the host can read them
+from any process.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import functools
 import jax
 import numpy as np
 
+from igan_jax import parallel
 from igan_jax.compile_options import jit
 from igan_jax.state import GANState
 
@@ -21,7 +26,9 @@ GRID_LATENTS_STREAM = 0x5A3D  # fold_in id of a run's sample-grid latents (not a
 @functools.partial(jit, static_argnames="use_ema")
 def _generate(state: GANState, z, use_ema=False):
   params = state.g_ema if use_ema else state.g.params
-  return state.g.apply_fn(state.g.variables(params), z, train=False)
+  z = parallel.shard_batch(z, state.mesh, 0)
+  images = state.g.apply_fn(state.g.variables(params), z, train=False)
+  return parallel.keep_replicated(images, state.mesh)
 
 
 def generate(state: GANState, z: jax.Array, use_ema: bool = False,

@@ -17,6 +17,11 @@ Two forms, chosen by `load_training_data(config)` from `config.data.stream`:
 
 The class-stacked models take `data.classes` (dataset labels) as their classes 0..N-1; images of
 other labels are not used.
+
+Over several devices (igan_jax/parallel.py) the resident set is replicated once onto every
+device of the run's mesh, and each device gathers its own share of the global batch; a streamed
+batch is split along its batch axis, each process putting its rows on its own devices
+(train.train_steps_streamed).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import numpy as np
 from flax import struct
 
 from igan_jax import data as data_lib
+from igan_jax import parallel
 from igan_jax.data.sampler import sample_batches, sample_per_class_batches
 
 DATA_STREAM = 0  # fold_in stream id of the real-example draw (train.py's other ids are 1..3)
@@ -91,9 +97,10 @@ def stream_mode(config) -> str:
   return "stream" if size > config.data.get("max_resident_mb", 4096) * 2 ** 20 else "resident"
 
 
-def load_training_data(config, expected_shape: tuple[int, int, int]):
-  """ResidentData (on the device) or StreamingData for `config`; raises DatasetError (one clear
-  paragraph) when the data cannot be found, before anything is written anywhere."""
+def load_training_data(config, expected_shape: tuple[int, int, int], mesh=None):
+  """ResidentData (replicated over `mesh`, default parallel.mesh_for(config)) or StreamingData
+  for `config`; raises DatasetError (one clear paragraph) when the data cannot be found, before
+  anything is written anywhere."""
   classes = model_classes(config)
   if stream_mode(config) == "stream":
     return StreamingData(config, expected_shape, classes)
@@ -101,11 +108,11 @@ def load_training_data(config, expected_shape: tuple[int, int, int]):
                                         config.data.data_dir or None, config.data.resolution)
   if images.shape[1:] != tuple(expected_shape):
     raise ValueError(f"dataset images have shape {images.shape[1:]}, expected {expected_shape}")
+  mesh = parallel.mesh_for(config) if mesh is None else mesh
   if classes is None:
-    return ResidentData(images=jax.device_put(images))
+    return ResidentData(images=parallel.put_replicated(images, mesh))
   order, starts, counts = class_index(labels, classes, config.data.name)
-  return ResidentData(images=jax.device_put(images), order=jax.device_put(order),
-                      starts=jax.device_put(starts), counts=jax.device_put(counts))
+  return ResidentData(*parallel.put_replicated((images, order, starts, counts), mesh))
 
 
 class StreamingData:

@@ -6,6 +6,12 @@ and FID during training is built here (evaluation/during_training.py) and handed
 Every user error (a bad config value or flag, a missing dataset, an unusable workdir or
 checkpoint) ends with one line on stderr that names the fix, and exit status 2, before anything
 is written into the workdir.
+
+Several processes (one per host, each with its devices): the same command on every host with
+--coordinator_address=HOST0:PORT --num_processes=P --process_id=i (i = 0..P-1); without these
+flags the run is one process. The processes join through jax.distributed before anything else
+runs (igan_jax/parallel.py); process 0 writes the logs, images and records, and every process
+takes part in the checkpoints.
 """
 from __future__ import annotations
 
@@ -44,6 +50,14 @@ flags.DEFINE_integer("num_images", 64, "--mode=sample: how many images to write 
 flags.DEFINE_integer("seed", 0, "--mode=sample: the latent seed (the evaluation's latents of "
                      "this seed, not config.seed): the same seed gives the same images.",
                      lower_bound=0)
+flags.DEFINE_string("coordinator_address", None, "Several processes: host:port of process 0 "
+                    "(the same on every process). Absent: one process.")
+flags.DEFINE_integer("num_processes", None, "Several processes: how many (the same on every "
+                     "process).")
+flags.DEFINE_integer("process_id", None, "Several processes: this process's number, "
+                     "0..num_processes-1 (0 writes the logs and images).")
+flags.DEFINE_integer("distributed_timeout", 300, "Several processes: seconds to wait for every "
+                     "process to join before giving up (exit status 2).", lower_bound=1)
 flags.DEFINE_string("out", None, "--mode=sample: a new or empty directory for the images "
                     "(default <workdir>/generated/<step>/).")
 
@@ -90,9 +104,30 @@ def _parse_flags(argv):
     _fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": "))
 
 
+def _several_processes() -> bool:
+  """Whether the run has several processes; one line and exit status 2 for process flags that
+  do not fit together. Checked before JAX starts."""
+  address, count, index = FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+  if address is None and count is None and index is None:
+    return False
+  if count is None or count < 1:
+    _fail("--num_processes must be ≥ 1 with --coordinator_address/--process_id; pass the "
+          "number of processes of the run")
+  if index is None or not 0 <= index < count:
+    _fail(f"--process_id={index} is out of range for --num_processes={count}; pass "
+          f"0..{count - 1}, a different one to each process")
+  if count > 1 and not address:
+    _fail("--coordinator_address (host:port of process 0) is required with --num_processes > 1")
+  if count > 1 and FLAGS.mode != "train":
+    _fail(f"--mode={FLAGS.mode} runs in one process; drop --num_processes/--process_id/"
+          "--coordinator_address")
+  return count > 1
+
+
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; flags are --config, --workdir, --mode")
+  several = _several_processes()
   if FLAGS.mode == "train" and FLAGS.workdir:
     # Before JAX starts and before the data loads: an unusable workdir fails in a second.
     try:
@@ -105,6 +140,15 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)
   import jax  # after flag parsing: errors above cost no JAX start-up
 
+  from igan_jax import parallel  # late, like jax: it loads JAX
+  if several:
+    try:  # before any other JAX call: the processes join first
+      parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                          FLAGS.distributed_timeout)
+    except parallel.DistributedError as e:
+      print(f"igan_jax: error: {e}", file=sys.stderr, flush=True)
+      sys.stdout.flush()
+      os._exit(2)  # not sys.exit: JAX's join thread may still be waiting, and cannot be stopped
   if FLAGS.compilation_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(FLAGS.compilation_cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -141,7 +185,9 @@ def main(argv):
     if not FLAGS.workdir:
       _fail("--workdir is required for --mode=train, e.g. --workdir=runs/fashion_mnist")
     print(f"[igan_jax] JAX {jax.__version__} on {jax.devices()[0].device_kind} "
-          f"({jax.default_backend()}), {jax.device_count()} device(s)", flush=True)
+          f"({jax.default_backend()}), {jax.device_count()} device(s)"
+          + (f", process {jax.process_index()} of {jax.process_count()}" if several else ""),
+          flush=True)
     train.train_and_evaluate(config, FLAGS.workdir,
                              evaluator=during_training.for_config(config))
   except UserError as e:  # every error the user can fix: one line, exit status 2

@@ -60,6 +60,13 @@ class MetricWriter:
     """The progress line of a logged row (averaged over the window since the previous one)."""
     self._progress.row(step, row)
 
+  def message(self, text: str, stream=None):
+    """A line for the person watching (a warning, an evaluation's numbers) on `stream` (stdout
+    unless given): on a terminal the live progress line is cleared first, so the message is not
+    appended to it; the next group of steps draws the live line again below."""
+    self._progress.clear()
+    print(text, file=sys.stdout if stream is None else stream, flush=True)
+
   def close(self):
     self._progress.close()
     self._jsonl.close()
@@ -113,6 +120,14 @@ class ProgressLine:
     self.stream.write("\r" + line[:max(width - 1, 1)] + "\x1b[K")
     self.stream.flush()
     self._pending = True
+
+  def clear(self):
+    """Erases the live line (a terminal only), so that what is printed next starts at column 0
+    of an empty line."""
+    if self._pending:
+      self.stream.write("\r\x1b[K")
+      self.stream.flush()
+      self._pending = False
 
   def close(self):
     if self._pending:  # the shell prompt or a traceback starts on a line of its own

@@ -10,6 +10,11 @@ state's arrays (`to_checkpoint`), and resume is bit-exact.
 from, and the target that a checkpoint is restored into (training's resume, `--mode=evaluate`).
 It lives here, not in train.py, so that evaluation can build and restore a state without
 importing training (docs/design.md §2).
+
+The state is replicated over the run's `data` mesh (igan_jax/parallel.py; config.num_devices),
+never pinned to one device, and carries that mesh as a static field: the jitted step reads it
+there to split each batch over the devices, and a checkpoint is restored into the shardings of
+whatever mesh the restoring run has (any device count).
 """
 from __future__ import annotations
 
@@ -22,10 +27,12 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import struct
 from flax.training import train_state
+from jax.sharding import Mesh
 
-from igan_jax import models, optim
+from igan_jax import models, optim, parallel
 from igan_jax.compile_options import jit
 from igan_jax.data import image_shape as dataset_image_shape
 
@@ -68,6 +75,9 @@ class GANState(struct.PyTreeNode):
   d: ModelState
   hp: StepConfig = struct.field(pytree_node=False)
   g_ema: Any = None        # EMA of g.params when hp.ema_decay > 0 (ours, not in the paper)
+  # The `data` mesh the state is replicated over and the step splits its batches over
+  # (parallel.py); static: part of the jit cache key, never saved.
+  mesh: Mesh | None = struct.field(pytree_node=False, default=None)
 
 
 def to_checkpoint(state: GANState) -> dict:
@@ -100,49 +110,70 @@ def step_config(config) -> StepConfig:
 
 
 @functools.lru_cache(maxsize=16)
-def _static_parts(config_json: str):
-  """(generator, discriminator, d_tx, g_tx, jitted inits) for one config, built once.
+def _static_parts(config_json: str, mesh: Mesh):
+  """(generator, discriminator, jitted inits, jitted assembly of a state) for one config and
+  mesh, built once.
 
   Module apply functions and optimisers are static fields of the state, hence part of every jit
   cache key: building them once per config lets states made by separate create_train_state
-  calls (a resume, an evaluation, a test) share compiled steps instead of recompiling.
+  calls (a resume, an evaluation, a test) share compiled steps instead of recompiling. The
+  inits return their variables replicated over the mesh (jit out_shardings): each device
+  computes the same initialisation, so any device count starts from the same numbers.
   """
   config = ml_collections.ConfigDict(json.loads(config_json))
   res, _, ch = image_shape(config)
   g_model = models.build_generator(config.model, res, ch)
   d_model = models.build_discriminator(config.model, res)
   d_tx, g_tx = optim.make_optimizers(config.optim, config.n_critic)
-  g_init = jit(functools.partial(g_model.init, train=False))
-  d_init = jit(functools.partial(d_model.init, train=False))
-  return g_model, d_model, d_tx, g_tx, g_init, d_init
+  everywhere = parallel.replicated(mesh)
+  g_init = jit(functools.partial(g_model.init, train=False), out_shardings=everywhere)
+  d_init = jit(functools.partial(d_model.init, train=False), out_shardings=everywhere)
+
+  def assemble(g_vars, d_vars, rng, hp):
+    # The optimiser states (zeros and counts) made where the parameters are: replicated.
+    def model_state(model, variables, tx):
+      ms = ModelState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                             batch_stats=variables.get("batch_stats"))
+      # An int32 array, not flax's Python 0: a weakly typed step would make the first step,
+      # every later step and a restored state three different jit signatures.
+      return ms.replace(step=jnp.zeros((), jnp.int32))
+
+    g = model_state(g_model, g_vars, g_tx)
+    return GANState(step=jnp.zeros((), jnp.int32), rng=rng, g=g,
+                    d=model_state(d_model, d_vars, d_tx), hp=hp,
+                    g_ema=g.params if hp.ema_decay > 0 else None, mesh=mesh)
+
+  assemble = jit(assemble, out_shardings=everywhere, static_argnames="hp")
+  return g_model, d_model, g_init, d_init, assemble
 
 
-def create_train_state(config, rng: jax.Array | None = None) -> GANState:
+def _host_key(key: jax.Array):
+  """A raw uint32 key as numpy: a jit over several processes' devices takes host values (each
+  process passes the same), not one process's device array. Typed keys pass unchanged."""
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return key
+  return np.asarray(key)
+
+
+def create_train_state(config, rng: jax.Array | None = None, mesh: Mesh | None = None
+                       ) -> GANState:
   """A fresh GANState for a validated `config`; `rng` defaults to PRNGKey(config.seed).
 
-  What training starts from, and the target a checkpoint is restored into (checkpoint.py)."""
+  Replicated over `mesh` (default: parallel.mesh_for(config), the first config.num_devices
+  devices, 0 = all). What training starts from, and the target a checkpoint is restored into
+  (checkpoint.py), whose shardings the restored arrays take."""
   rng = jax.random.PRNGKey(config.seed) if rng is None else rng
+  mesh = parallel.mesh_for(config) if mesh is None else mesh
   res, _, ch = image_shape(config)
   key = json.dumps({k: config.to_dict()[k] for k in ("model", "optim", "n_critic", "data")},
                    sort_keys=True)
-  g_model, d_model, d_tx, g_tx, g_init, d_init = _static_parts(key)
+  _, _, g_init, d_init, assemble = _static_parts(key, mesh)
   k_g, k_d = jax.random.split(jax.random.fold_in(rng, 0x1A17))
-  g_vars = g_init(k_g, jnp.zeros((2, config.model.z_dim), jnp.float32))
+  g_vars = g_init(_host_key(k_g), np.zeros((2, config.model.z_dim), np.float32))
   n = config.num_classes
-  d_vars = d_init(k_d, jnp.zeros(((n,) if n > 1 else ()) + (2, res, res, ch), jnp.float32))
-
-  def model_state(model, variables, tx):
-    ms = ModelState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                           batch_stats=variables.get("batch_stats"))
-    # An int32 array, not flax's Python 0: a weakly typed step would make the first step, every
-    # later step and a restored state three different jit signatures (three compilations).
-    return ms.replace(step=jnp.zeros((), jnp.int32))
-
-  hp = step_config(config)
-  g = model_state(g_model, g_vars, g_tx)
-  state = GANState(step=jnp.zeros((), jnp.int32), rng=rng, g=g,
-                   d=model_state(d_model, d_vars, d_tx), hp=hp,
-                   g_ema=g.params if hp.ema_decay > 0 else None)
-  # Committed to the device like a restored state's arrays: jit keys on that too, so a fresh
-  # and a restored state (a resume, a rollback) share one compiled step.
-  return jax.device_put(state, jax.local_devices()[0])
+  d_vars = d_init(_host_key(k_d),
+                  np.zeros(((n,) if n > 1 else ()) + (2, res, res, ch), np.float32))
+  # Replicated like a restored state's arrays (checkpoint.py restores into these shardings):
+  # jit keys on that too, so a fresh and a restored state (a resume, a rollback) share one
+  # compiled step.
+  return assemble(g_vars, d_vars, _host_key(rng), hp=step_config(config))

@@ -11,6 +11,13 @@ loss. Everything random in iteration t comes from fold_in(state.rng, t), the cho
 examples included (docs/design.md §1), so a run restored from a checkpoint continues
 bit-exactly.
 
+Data parallelism (igan_jax/parallel.py): the state is replicated over the run's `data` mesh
+(state.mesh); iteration t's real batches, latents, noise and ε are drawn for the global batch as
+on one device, then split along the batch axis, so G and D compute B / num_devices examples per
+device. Means over the batch become all-reduces: batch norm uses the global batch's statistics
+(synchronised BN, the same function as on one device) and the gradient penalty keeps its meaning
+(per-sample input gradients of that same D). Device counts agree to float rounding.
+
 `create_train_state` (state.py) and `generate` (inference.py) live outside this module so that
 evaluation never imports training; training imports no evaluation either: `train_and_evaluate`
 takes its evaluator as an argument (docs/design.md §2).
@@ -28,7 +35,7 @@ import numpy as np
 import optax
 
 from igan_jax import checkpoint as ckpt_lib
-from igan_jax import input_pipeline, optim, plots
+from igan_jax import input_pipeline, optim, parallel, plots
 from igan_jax.compile_options import jit
 from igan_jax.data.sampler import to_unit_range
 # generate, create_train_state, step_config: re-exported (igan_jax.<name>, train.<name>).
@@ -91,11 +98,12 @@ def _d_update(state: GANState, real, key):
   hp = state.hp
   d_loss_fn, _ = get_losses(hp.loss)
   k_z, k_drop, k_nr, k_nf, k_eps = jax.random.split(key, 5)
-  z = jax.random.normal(k_z, (real.shape[-4], hp.z_dim), jnp.float32)
+  z = parallel.shard_batch(jax.random.normal(k_z, (real.shape[-4], hp.z_dim), jnp.float32),
+                           state.mesh, 0)
   # G in train mode (dropout, batch statistics) as in its own update; its stat updates are
   # kept only from the generator step.
   fake, _ = _apply(state.g, state.g.params, z, train=True, rngs={"dropout": k_drop})
-  fake = jax.lax.stop_gradient(fake)
+  fake = parallel.shard_batch(jax.lax.stop_gradient(fake), state.mesh, fake.ndim - 4)
   sigma = _noise_std(hp, state.step)
   real_n = add_instance_noise(k_nr, real, sigma)
   fake_n = add_instance_noise(k_nf, fake, sigma)
@@ -138,7 +146,8 @@ def _g_update(state: GANState, real, key):
   hp = state.hp
   _, g_loss_fn = get_losses(hp.loss)
   k_z, k_drop, k_n = jax.random.split(key, 3)
-  z = jax.random.normal(k_z, (hp.batch_size, hp.z_dim), jnp.float32)
+  z = parallel.shard_batch(jax.random.normal(k_z, (hp.batch_size, hp.z_dim), jnp.float32),
+                           state.mesh, 0)
   sigma = _noise_std(hp, state.step)
   k_nf, k_nr = jax.random.split(k_n) if hp.d_bn_batch == "joint" else (k_n, None)
 
@@ -161,6 +170,7 @@ def _g_update(state: GANState, real, key):
 
 
 def _train_step(state: GANState, real: jax.Array):
+  real = parallel.shard_batch(real, state.mesh, real.ndim - 4)  # (n_critic, [N,] B, H, W, C)
   key = jax.random.fold_in(state.rng, state.step)
   critic_key, gen_key = jax.random.fold_in(key, _CRITIC), jax.random.fold_in(key, _GEN)
   d_metrics = []
@@ -172,7 +182,8 @@ def _train_step(state: GANState, real: jax.Array):
   metrics.update(g_metrics)
   metrics["finite"] = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
   metrics["step"] = state.step
-  return state.replace(step=state.step + 1), metrics
+  # Replicated out as in: every step (and a restored state) is the same compiled program.
+  return parallel.keep_replicated((state.replace(step=state.step + 1), metrics), state.mesh)
 
 
 train_step = jit(_train_step)
@@ -204,6 +215,12 @@ def _sample_and_step(state, data):
 def _uint8_step(state, real_u8):
   """One iteration on host-streamed uint8 batches (input_pipeline.StreamingData)."""
   return _train_step(state, to_unit_range(real_u8))
+
+
+def compiled_step_text(state: GANState, data) -> str:
+  """The compiled program of one iteration on resident data, as XLA text: with a mesh of N
+  devices the per-device program, whose shapes show the B / N examples each device computes."""
+  return _sample_and_step.lower(state, data).compile().as_text()
 
 
 @functools.partial(jit, static_argnames="k")
@@ -248,7 +265,9 @@ def train_steps_streamed(state: GANState, batches) -> tuple[GANState, dict]:
   """len(batches) iterations on host uint8 batches (input_pipeline.StreamingData.batches)."""
   metrics = []
   for real_u8 in batches:
-    state, m = _uint8_step(state, jax.device_put(real_u8))
+    # Split along the batch axis, B in (n_critic, [N,] B, H, W, C): each process its own rows.
+    real = parallel.put_batch(real_u8, state.mesh, real_u8.ndim - 4)
+    state, m = _uint8_step(state, real)
     metrics.append(m)
   return _stack_metrics(state, metrics)
 
@@ -301,8 +320,8 @@ def _evaluate_during_training(state, step, evaluator, best, writer, workdir):
   if best.save(state, step, values[evaluator.key]):
     values["best_step"] = step
   writer.write(step, values)
-  print(f"[igan_jax] step {step} " + "  ".join(
-      f"{k}={v:.3f}" for k, v in values.items() if k.startswith("fid")), flush=True)
+  writer.message(f"[igan_jax] step {step} " + "  ".join(
+      f"{k}={v:.3f}" for k, v in values.items() if k.startswith("fid")))
   _refresh_plots(workdir)
 
 
@@ -336,24 +355,39 @@ def train_and_evaluate(config, workdir: str, evaluator=None) -> GANState:
   saved_config = ckpt_lib.load_saved_config(workdir) if os.path.isdir(workdir) else None
   if saved_config is not None:
     ckpt_lib.check_compatible(saved_config, config_dict, workdir)
+  mesh = parallel.mesh_for(config)
+  parallel.check_run(config, mesh)
 
   # Data errors surface before anything is written into the workdir.
-  data = input_pipeline.load_training_data(config, image_shape(config))
+  data = input_pipeline.load_training_data(config, image_shape(config), mesh)
+  if parallel.is_primary():
+    print(f"[igan_jax] {parallel.describe(mesh, config.batch_size)}", flush=True)
 
-  os.makedirs(workdir, exist_ok=True)
   try:
+    if not parallel.is_primary():  # only process 0 writes outside the checkpoints
+      return _train_locked(config, workdir, config_dict, data, evaluator, mesh)
+    os.makedirs(workdir, exist_ok=True)
     with WorkdirLock(workdir):
-      return _train_locked(config, workdir, config_dict, data, evaluator)
+      return _train_locked(config, workdir, config_dict, data, evaluator, mesh)
   finally:
     if isinstance(data, input_pipeline.StreamingData):
       data.close()
 
 
-def _train_locked(config, workdir, config_dict, data, evaluator):
+class _NoWriter:
+  """The MetricWriter of a process other than 0: the same calls (write, image, tick, progress,
+  message, close), nothing written or printed (process 0 says it)."""
+
+  def __getattr__(self, name):
+    return lambda *args, **kwargs: None
+
+
+def _train_locked(config, workdir, config_dict, data, evaluator, mesh):
   # Late: tensorboardX takes ~3 s to import, and only a training run writes events.
   from igan_jax.metric_writer import MetricWriter, save_image_grid
 
-  initial = create_train_state(config)
+  primary = parallel.is_primary()
+  initial = create_train_state(config, mesh=mesh)
   state = initial
   eval_every = config.get("eval_every", 0)
   if not eval_every:
@@ -370,9 +404,10 @@ def _train_locked(config, workdir, config_dict, data, evaluator):
       print(f"[igan_jax] WARNING: checkpoint {bad} is damaged ({why}); moved it to "
             f"{checkpointer.directory}_damaged/ and resumed from an older one", flush=True)
     print(f"[igan_jax] resumed {workdir} from step {int(state.step)}", flush=True)
-  ckpt_lib.save_config(workdir, config_dict)
+  if primary:
+    ckpt_lib.save_config(workdir, config_dict)
 
-  writer = MetricWriter(workdir, config.num_iterations)
+  writer = MetricWriter(workdir, config.num_iterations) if primary else _NoWriter()
   fixed_z = sample_latents(state, config.num_samples)
   period = _event_period(config)
   loop = resolve_loop(config.loop)
@@ -407,9 +442,10 @@ def _train_locked(config, workdir, config_dict, data, evaluator):
               "learning rate (config.optim.d_init_lr) or change the recipe, then rerun")
         state = checkpointer.restore(initial) if good is not None else initial
         # A fresh fold of the rng: the same randomness would diverge the same way again.
-        state = state.replace(rng=jax.random.fold_in(state.rng, 0x0B00 + rollbacks))
-        print(f"[igan_jax] WARNING: non-finite loss or gradient at step {bad_step}; rolled back "
-              f"to {where} ({rollbacks}/{config.max_rollbacks})", flush=True)
+        state = state.replace(rng=parallel.put_replicated(
+            jax.random.fold_in(state.rng, 0x0B00 + rollbacks), state.mesh))
+        writer.message(f"[igan_jax] WARNING: non-finite loss or gradient at step {bad_step}; "
+                       f"rolled back to {where} ({rollbacks}/{config.max_rollbacks})")
         writer.write(bad_step, {"rollback": rollbacks, "rolled_back_to": int(state.step)})
         step = int(state.step)
         window, t_window, steps_in_window, window_start = [], time.perf_counter(), 0, step
@@ -433,23 +469,24 @@ def _train_locked(config, workdir, config_dict, data, evaluator):
         writer.progress(step, row)
         if began is not None and not collapse.warned:
           collapse.warned = True
-          print(f"[igan_jax] WARNING: the discriminator's loss has stayed below "
-                f"{config.collapse_threshold} since step {began} (the discriminator is winning "
-                "outright; consider stopping and adjusting the learning rates or n_critic)",
-                flush=True)
+          writer.message(f"[igan_jax] WARNING: the discriminator's loss has stayed below "
+                         f"{config.collapse_threshold} since step {began} (the discriminator is "
+                         "winning outright; consider stopping and adjusting the learning rates "
+                         "or n_critic)")
           writer.write(step, {"collapse_began": began})
         window, t_window, steps_in_window, window_start = [], time.perf_counter(), 0, step
         if began is not None and config.stop_on_collapse:
           checkpointer.save(state)
-          print(f"[igan_jax] stopping at step {step}: config.stop_on_collapse", flush=True)
+          writer.message(f"[igan_jax] stopping at step {step}: config.stop_on_collapse")
           break
       if step % config.sample_every == 0 or step == config.num_iterations:
-        grid, ncols = sample_grid_images(state, fixed_z)
-        path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
-        writer.image(step, "samples", save_image_grid(grid, path, ncols))
+        grid, ncols = sample_grid_images(state, fixed_z)  # every process: generation is SPMD
+        if primary:
+          path = os.path.join(workdir, "samples", f"step_{step:06d}.png")
+          writer.image(step, "samples", save_image_grid(grid, path, ncols))
       if step % config.checkpoint_every == 0 or step == config.num_iterations:
-        checkpointer.save(state)
-        if evaluator is None:  # with evaluation on, the plots refresh after each evaluation
+        checkpointer.save(state)  # every process takes part in orbax's save
+        if evaluator is None and primary:  # with evaluation on, the plots follow each one
           _refresh_plots(workdir)
       if evaluator is not None and (step % eval_every == 0 or step == config.num_iterations):
         _evaluate_during_training(state, step, evaluator, best, writer, workdir)

@@ -84,6 +84,15 @@ CASES = [
          "which even root cannot write)", (FM, WD), 2,
          ("is not writable", "creating a directory in /sys", "pass a directory you can write to"),
          "not created", setup="unwritable"),
+    # Devices and processes (README "Many devices and many hosts").
+    Case("too_many_devices", "asked for more devices than the machine has",
+         (FM, WD, "--config.num_devices=64"), 2,
+         ("config.num_devices: 64 devices asked for", "--config.num_devices=0 (all)"),
+         "not created", setup="fresh"),
+    Case("process_id_out_of_range", "gave a process number outside 0..num_processes-1",
+         (FM, WD, "--coordinator_address=localhost:1234", "--num_processes=2",
+          "--process_id=2"), 2,
+         ("--process_id=2 is out of range for --num_processes=2",), UNCHANGED),
     # The data.
     Case("mnist_offline", "trained on MNIST offline before fetching its files",
          ("--config=experiments/mnist.py", WD, "--config.num_iterations=0"), 2,

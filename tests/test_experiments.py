@@ -185,7 +185,7 @@ def test_files_of_the_same_shapes_build_the_same_models():
 # second workdir.
 RUNNER = r"""
 import contextlib, io, json, os, sys, time, traceback
-sys.modules["torch"] = None  # as a user's install runs: tests/helpers.py MOCK_MAIN says why
+sys.modules["torch"] = None  # as a user's install runs: tests/helpers.py mock_main says why
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
@@ -197,12 +197,6 @@ from igan_jax.config import load_config, validate
 # (tests/test_plots.py draws them; tests/test_training_eval.py checks a run's).
 refreshed = []
 plots.refresh = refreshed.append
-
-# A fresh state's arrays are uncommitted, a restored one's are committed to the device, and jit
-# compiles its step once for each: commit the fresh state too, so that the three runs of a case
-# share one compiled step. Harmless once create_train_state commits its state itself.
-fresh_state = train.create_train_state
-train.create_train_state = lambda *a, **k: jax.device_put(fresh_state(*a, **k), jax.devices()[0])
 
 
 def run_case(spec):

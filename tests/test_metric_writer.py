@@ -105,6 +105,19 @@ def test_terminal_line_updates_in_place_after_each_group(tmp_path):
   assert out.getvalue().endswith("\n")  # a live line left open is ended on close
 
 
+def test_a_message_mid_window_gets_a_line_of_its_own(tmp_path):
+  out = TerminalIO()
+  writer = MetricWriter(str(tmp_path), total_steps=100, stream=out)
+  writer.message("nothing live yet", stream=out)
+  assert out.getvalue() == "nothing live yet\n"
+  writer.tick(2, 2, {"d_loss": np.array([1.0, 0.75]), "g_loss": np.array([2.0, 1.5])})
+  live = out.getvalue()
+  writer.message("[igan_jax] step 2 fid_classifier=300.0", stream=out)
+  assert out.getvalue()[len(live):] == "\r\x1b[K[igan_jax] step 2 fid_classifier=300.0\n"
+  writer.close()  # no live line is open: nothing more
+  assert out.getvalue().endswith("fid_classifier=300.0\n")
+
+
 def test_live_line_fits_the_terminal(tmp_path, monkeypatch):
   monkeypatch.setenv("COLUMNS", "40")
   out = TerminalIO()
