@@ -11,7 +11,7 @@ import os
 import ml_collections
 
 from igan_jax import data as data_lib
-from igan_jax.errors import UserError
+from igan_jax.errors import ConfigError  # re-exported: config.ConfigError
 from igan_jax.evaluation import settings as eval_settings
 
 LOOPS = ("auto", "python", "scan")
@@ -23,10 +23,6 @@ GP_BN = ("batch", "running")             # = the choices train._d_update impleme
 D_BN_BATCH = ("separate", "joint")
 UPSAMPLE_INITS = ("default", "icnr")     # = igan_jax.models.igan.UPSAMPLE_INITS
 SKIP_UPSAMPLES = ("patch", "resize")     # = igan_jax.models.igan.SKIP_UPSAMPLES
-
-
-class ConfigError(UserError, ValueError):
-  """A bad configuration value; str(e) says which key and what to do."""
 
 
 def base_config() -> ml_collections.ConfigDict:

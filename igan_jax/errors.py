@@ -10,3 +10,9 @@ keeps its traceback. This module imports nothing, so every layer can import it.
 
 class UserError(Exception):
   """An error the user can fix; str(e) is one line that says how."""
+
+
+class ConfigError(UserError, ValueError):
+  """A bad configuration value; str(e) says which key and what to do. Here, not in config.py,
+  so that a layer below the config (parallel.py: the device mesh) can raise it without importing
+  the config module and, through its validation, the losses."""

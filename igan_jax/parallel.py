@@ -24,8 +24,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from igan_jax.config import ConfigError
-from igan_jax.errors import UserError
+from igan_jax.errors import ConfigError, UserError
 
 DATA_AXIS = "data"
 

@@ -177,7 +177,7 @@ def test_restore_read_only_reads_a_step_or_the_best_and_writes_nothing(tmp_path,
   config = tiny_config()
   built = []
   monkeypatch.setattr(checkpoint, "create_train_state",
-                      lambda c: built.append(c) or toy_state(0))  # no network to compile
+                      lambda c, mesh=None: built.append(c) or toy_state(0))  # no compiling
   wd = str(tmp_path / "wd")
   with pytest.raises(WorkdirError, match="does not exist"):
     checkpoint.restore_read_only(config, wd)

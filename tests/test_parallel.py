@@ -38,6 +38,7 @@ def four():
 
 
 @pytest.mark.parametrize("model", ["igan", "igan_vn"])
+@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_four_devices_match_one_device(four, model):
   """2 iterations on 4 devices against 1: every loss, the penalty and the gradient norms within
   rtol 1e-5; every parameter within 1e-5 + 1e-4·max|leaf| (measured: ≤ 1.3e-6). The biases that
@@ -52,11 +53,13 @@ def test_four_devices_match_one_device(four, model):
     assert diff <= 1e-5 + 1e-4 * largest, (name, diff, largest)
 
 
+@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_four_device_runs_repeat_and_resume_bit_exactly(four):
   assert four["repeat"], "two runs on 4 devices differ"
   assert four["resume"], "2 + checkpoint + 2 iterations differ from 4 straight on 4 devices"
 
 
+@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_checkpoints_move_between_device_counts(four):
   c = four["cross"]
   assert c["four_to_one_equal"] and c["one_to_four_equal"]
@@ -66,12 +69,14 @@ def test_checkpoints_move_between_device_counts(four):
   assert four["read_only"] == {"equal": True, "devices": 4}
 
 
+@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_a_streamed_batch_is_split_along_its_batch_axis(four):
   p = four["put_batch"]
   assert p["equal"] and p["devices"] == 4
   assert p["shards"] == [[2, 2, 2, 2, 2, 3]]  # (n_critic, N, B / 4, H, W, C) on each device
 
 
+@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_each_device_computes_its_share_of_the_batch(four):
   """The compiled 4-device step, global batch 8: G's first layer takes z as (2, 100) per device
   and D's convolutions take (2, 28, 28, 1) images; the global shapes never occur."""
