@@ -33,9 +33,10 @@ from typing import Any, Sequence
 
 from igan_jax import config as config_lib
 from igan_jax.reproduce import (EXPERIMENT, ReproduceError, Run, evaluate, eval_protocol,
-                                find_experiment, page_train_commands, summarise, train,
-                                train_command, trained)
-from igan_jax.reproduction_page import aggregate, markdown_table, runs_table
+                                find_experiment, page_train_commands, summarise, train_stage,
+                                trained_runs)
+from igan_jax.reproduction_page import (aggregate, commands_section, markdown_table, runs_table,
+                                        save_page)
 
 DEFAULT_ITERATIONS = 1_000
 BASELINE = "igan"
@@ -168,16 +169,9 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
   for s in first_runs.values():
     lines += [f"**{s['run']}**: {describe(s['row'])}  ",
               f"![{s['run']}](ablation/{s['run']}.png)", ""]
-  lines += ["## Commands", "", "```bash", command, "```", "", "Each training run it started:",
-            "", "```bash", *train_lines, "```", ""]
-  page = os.path.join(root, "ablation.md")
-  with open(page + ".tmp", "w") as f:
-    f.write("\n".join(lines))
-  os.replace(page + ".tmp", page)
-  with open(os.path.join(root, "ablation.json"), "w") as f:
-    json.dump(dict(iterations=iterations, protocol=protocol, rows=rows, runs=summaries), f,
-              indent=2, default=list)
-  return page
+  lines += commands_section(command, train_lines)
+  return save_page(root, "ablation", lines, dict(iterations=iterations, protocol=protocol,
+                                                  rows=rows, runs=summaries))
 
 
 def copy_to_docs(root: str, docs: str) -> str:
@@ -234,22 +228,11 @@ def main(argv=None) -> int:
     eval_every = max(1, args.iterations // 4)
     _log(f"{len(runs)} runs of {args.iterations:,} iterations under {os.path.abspath(args.root)}")
     if args.stage in ("all", "train"):
-      for run in runs:
-        if trained(run.workdir, args.iterations):
-          _log(f"{run.name}: trained to {args.iterations:,}, skipped")
-        elif args.dry_run:
-          _log("would run: " + " ".join(train_command(
-              run, args.iterations, eval_every, python="python", extra=args.train_flag,
-              experiment=args.experiment)))
-        else:
-          train(run, args.iterations, eval_every, extra=args.train_flag, log=_log,
-                experiment=args.experiment)
+      train_stage(runs, args.iterations, eval_every, extra=args.train_flag,
+                  experiment=args.experiment, dry_run=args.dry_run, log=_log)
     if args.stage == "train" or args.dry_run:
       return 0
-    done = [r for r in runs if trained(r.workdir, args.iterations)]
-    if not done:
-      raise ReproduceError(f"no run under {args.root} is trained to {args.iterations:,}; run "
-                           "with --stage=all (or train) first")
+    done = trained_runs(runs, args.iterations, args.root)
     protocol = eval_protocol(args.num_samples, 0)
     summaries = [summarise(run, args.iterations, evaluate(run, args.iterations, protocol,
                                                           log=_log)) for run in done]

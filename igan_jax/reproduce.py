@@ -148,6 +148,30 @@ def train(run: Run, iterations: int, eval_every: int, extra: Sequence[str] = (),
   return seconds
 
 
+def train_stage(runs: Sequence[Run], iterations: int, eval_every: int, *,
+                extra: Sequence[str] = (), experiment: str = EXPERIMENT, dry_run: bool = False,
+                log=print):
+  """Trains every run not yet trained to `iterations`, in order (dry_run: says what it would
+  run)."""
+  for run in runs:
+    if trained(run.workdir, iterations):
+      log(f"{run.name}: trained to {iterations:,}, skipped")
+    elif dry_run:
+      log("would run: " + " ".join(train_command(run, iterations, eval_every, python="python",
+                                                 extra=extra, experiment=experiment)))
+    else:
+      train(run, iterations, eval_every, extra=extra, log=log, experiment=experiment)
+
+
+def trained_runs(runs: Sequence[Run], iterations: int, root: str) -> list[Run]:
+  """The runs trained to `iterations`; a ReproduceError when there is none."""
+  done = [r for r in runs if trained(r.workdir, iterations)]
+  if not done:
+    raise ReproduceError(f"no run under {root} is trained to {iterations:,}; run with "
+                         "--stage=all (or train) first")
+  return done
+
+
 def _latest_step(workdir: str) -> int | None:
   steps = [int(os.path.basename(p)) for p in glob.glob(os.path.join(workdir, "checkpoints", "*"))
            if os.path.basename(p).isdigit()]
@@ -327,22 +351,11 @@ def main(argv=None) -> int:
     eval_every = args.eval_every or max(1, args.iterations // 10)
     _log(f"{len(runs)} runs of {args.iterations:,} iterations under {os.path.abspath(args.root)}")
     if args.stage in ("all", "train"):
-      for run in runs:
-        if trained(run.workdir, args.iterations):
-          _log(f"{run.name}: trained to {args.iterations:,}, skipped")
-        elif args.dry_run:
-          _log("would run: " + " ".join(train_command(run, args.iterations, eval_every,
-                                                      python="python", extra=args.train_flag,
-                                                      experiment=args.experiment)))
-        else:
-          train(run, args.iterations, eval_every, extra=args.train_flag, log=_log,
-                experiment=args.experiment)
+      train_stage(runs, args.iterations, eval_every, extra=args.train_flag,
+                  experiment=args.experiment, dry_run=args.dry_run, log=_log)
     if args.stage == "train" or args.dry_run:
       return 0
-    done = [r for r in runs if trained(r.workdir, args.iterations)]
-    if not done:
-      raise ReproduceError(f"no run under {args.root} is trained to {args.iterations:,}; run "
-                           "with --stage=all (or train) first")
+    done = trained_runs(runs, args.iterations, args.root)
     summaries = []
     for run in done:
       record = evaluate(run, args.iterations, protocol, log=_log)

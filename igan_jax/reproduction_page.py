@@ -165,17 +165,26 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
     lines.append(f"**{s['run']}** (step {s['step']:,})  ")
     lines.append(f"![{s['run']}](reproduction/{s['run']}.png)")
     lines.append("")
-  lines += ["## Commands", "", "```bash", "python -m igan_jax.reproduce " + " ".join(commands),
-            "```", "", "Each training run it started:", "", "```bash"]
-  lines += list(train_commands)
-  lines += ["```", ""]
-  page = os.path.join(root, "reproduction.md")
+  lines += commands_section("python -m igan_jax.reproduce " + " ".join(commands), train_commands)
+  return save_page(root, "reproduction", lines, dict(iterations=iterations, protocol=protocol,
+                                                      models=rows, runs=summaries))
+
+
+def commands_section(command: str, train_commands: Sequence[str]) -> list[str]:
+  """A page's last section: the command that made it and each training command it started."""
+  return ["## Commands", "", "```bash", command, "```", "", "Each training run it started:", "",
+          "```bash", *train_commands, "```", ""]
+
+
+def save_page(root: str, stem: str, lines: Sequence[str], data: dict) -> str:
+  """Writes <root>/<stem>.md (whole or not at all: a temporary file renamed) and the numbers
+  behind it as <root>/<stem>.json; returns the page's path."""
+  page = os.path.join(root, f"{stem}.md")
   with open(page + ".tmp", "w") as f:
     f.write("\n".join(lines))
   os.replace(page + ".tmp", page)
-  with open(os.path.join(root, "reproduction.json"), "w") as f:
-    json.dump(dict(iterations=iterations, protocol=protocol, models=rows, runs=summaries), f,
-              indent=2, default=list)
+  with open(os.path.join(root, f"{stem}.json"), "w") as f:
+    json.dump(data, f, indent=2, default=list)
   return page
 
 
