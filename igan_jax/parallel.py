@@ -12,6 +12,9 @@ else the first N), and `NamedSharding`s of it under jax.jit.
   device computes batch_size / num_devices examples. XLA's partitioner inserts the all-reduces:
   batch-norm statistics are those of the global batch (synchronised batch norm) and gradients
   are the global batch's. The draws do not depend on the split (jax_threefry_partitionable).
+- Evaluation (the backbones' features, FID during training) splits each fixed-size batch of
+  images the same way, the backbone's weights replicated once (`devices_multiple`: its batch a
+  multiple of the devices); it runs in one process.
 - Several processes (`initialize`: jax.distributed): the mesh spans every process's devices;
   a host batch enters as `jax.make_array_from_process_local_data` (`put_batch`).
 """
@@ -88,6 +91,14 @@ def check_run(config, mesh: Mesh):
 
 def per_device_batch(batch_size: int, mesh: Mesh) -> int:
   return batch_size // mesh.devices.size
+
+
+def devices_multiple(n: int, mesh: Mesh | None) -> int:
+  """n rounded up to a multiple of the mesh's device count (n without a mesh): the batch of a
+  program whose every batch the devices must split evenly (evaluation's fixed-size batches,
+  their last one padded)."""
+  d = 1 if mesh is None else mesh.devices.size
+  return -(-n // d) * d
 
 
 def shard_batch(x: jax.Array, mesh: Mesh | None, axis: int) -> jax.Array:

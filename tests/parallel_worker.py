@@ -19,6 +19,11 @@ one compilation of each program serve every check:
 - `put_batch`: a streamed host batch split over the 4 devices.
 - `hlo`: the compiled step's per-device program: the shapes of G's first layer and of D's
   input convolution.
+- `features`: the evaluation's backbone over the mesh (a randomly initialised classifier: a toy
+  backbone that compiles in seconds): 13 images in batches of 6 (rounded up to 8 on 4 devices,
+  the last batch padded) on 4 devices against a 1-device mesh, the 1-device mesh against no mesh
+  (today's path), and the compiled per-device programs of the feature function and of FID during
+  training's fused generator → backbone program.
 """
 import json
 import os
@@ -34,6 +39,8 @@ from helpers import ROOT, tiny_config, write_workdir  # noqa: E402
 
 sys.path.insert(0, ROOT)
 from igan_jax import checkpoint, input_pipeline, parallel, train  # noqa: E402
+from igan_jax.evaluation import classifier  # noqa: E402
+from igan_jax.evaluation.during_training import fused_program  # noqa: E402
 
 BATCH = 8  # global; 2 per device on 4 devices
 EPS = 1e-3  # Adam's eps in the comparisons (module docstring)
@@ -76,6 +83,42 @@ def compare(config_1, config_4, k=2):
             for name in la}
   return dict(metrics=metrics, params=params,
               devices=[len(a.mesh.devices.flat), len(b.mesh.devices.flat)]), (s1, d1, s4, d4)
+
+
+def scaled_diff(a, b):
+  """[max |a − b|, max |b|] of each array of two equal-shaped tuples."""
+  return [[float(np.max(np.abs(x - y))), float(np.max(np.abs(y)))] for x, y in zip(a, b)]
+
+
+# The classifier's conv1 output (14×14×32) at 2 (= BATCH / 4) and at BATCH images per device,
+# and its uint8 input images (the feature function's; the fused program's images are floats).
+FEATURE_SHAPES = ("f32[2,14,14,32]", f"f32[{BATCH},14,14,32]", "u8[2,28,28,1]",
+                  f"u8[{BATCH},28,28,1]")
+
+
+def features(s1, s4):
+  """The `features` checks (module docstring); s1, s4: a tiny igan's state on 1 and 4 devices."""
+  params = classifier.SmallCNN().init(jax.random.PRNGKey(0),
+                                      np.zeros((1, 28, 28, 1), np.float32))["params"]
+  images = np.random.default_rng(1).integers(0, 256, (13, 28, 28, 1), np.uint8)
+
+  def outputs(mesh):
+    return classifier.classifier_outputs(images, params=params, batch_size=6, mesh=mesh)
+  unsharded, one, four = outputs(None), outputs(parallel.data_mesh(1)), outputs(s4.mesh)
+  text = classifier.compiled_text(params, BATCH, s4.mesh)
+  program = fused_program("classifier")
+  z = np.random.default_rng(2).standard_normal((BATCH, s4.hp.z_dim)).astype(np.float32)
+
+  def fused(state):
+    args = (state, state.g.params, parallel.put_replicated(params, state.mesh),
+            parallel.put_batch(z, state.mesh, 0))
+    return jax.device_get(program(*args)), program.lower(*args).compile().as_text()
+  (fused_1, _), (fused_4, fused_text) = fused(s1), fused(s4)
+  return dict(
+      one_equals_unsharded=all(np.array_equal(a, b) for a, b in zip(one, unsharded)),
+      four_vs_one=scaled_diff(four, one), fused_four_vs_one=scaled_diff(fused_4, fused_1),
+      hlo={shape: text.count(shape) for shape in FEATURE_SHAPES},
+      fused_hlo={shape: fused_text.count(shape) for shape in FEATURE_SHAPES[:2]})
 
 
 T0 = time.perf_counter()
@@ -157,6 +200,8 @@ def main():
       f"f32[{per_device},100]", f"f32[{BATCH},100]",             # G's first layer's input z
       f"f32[{per_device},28,28,1]", f"f32[{BATCH},28,28,1]")}     # D's input images
   lap("compiled text")
+  out["features"] = features(s1, s4)
+  lap("features")
   print(json.dumps(out))
 
 

@@ -1,6 +1,7 @@
 """Data parallelism over the `data` mesh (igan_jax/parallel.py): 4 devices against 1, bit-exact
 repeats and resumes on 4, checkpoints that move between device counts, the per-device batch in
-the compiled step, and the one-line errors of the parallel flags and keys.
+the compiled step and in the evaluation's backbone features, and the one-line errors of the
+parallel flags and keys.
 
 The device count is fixed when JAX starts, so every 4-device check runs in one subprocess with
 4 forced CPU devices (tests/parallel_worker.py: one JAX start, each program compiled once); the
@@ -83,6 +84,23 @@ def test_each_device_computes_its_share_of_the_batch(four):
   h = four["hlo"]
   assert h["f32[2,100]"] > 0 and h["f32[2,28,28,1]"] > 0, h
   assert h["f32[8,100]"] == 0 and h["f32[8,28,28,1]"] == 0, h
+
+
+@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
+def test_backbone_features_are_split_over_the_devices(four):
+  """The evaluation's backbone (a random classifier) over the mesh: 13 images in batches of 6
+  (rounded up to 8 on 4 devices, the last padded and cut) equal a 1-device mesh's within rtol
+  1e-5 (measured: equal), a 1-device mesh gives the unsharded bits, and each device of the
+  compiled feature function and of FID during training's fused generator → backbone program
+  computes 2 of 8 images (conv1's (2, 14, 14, 32)); the global shape never occurs."""
+  f = four["features"]
+  assert f["one_equals_unsharded"]
+  for diff, largest in f["four_vs_one"] + f["fused_four_vs_one"]:
+    assert diff <= 1e-5 * largest, (diff, largest)
+  h, fh = f["hlo"], f["fused_hlo"]
+  assert h["f32[2,14,14,32]"] > 0 and h["u8[2,28,28,1]"] > 0, h
+  assert h["f32[8,14,14,32]"] == 0 and h["u8[8,28,28,1]"] == 0, h
+  assert fh["f32[2,14,14,32]"] > 0 and fh["f32[8,14,14,32]"] == 0, fh
 
 
 def one_line_error(r):

@@ -43,7 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
+from igan_jax import parallel
 from igan_jax.compile_options import jit
 from igan_jax.data import DatasetError, load_images
 from igan_jax.errors import UserError
@@ -210,44 +212,69 @@ def _apply(params, images):
       {"params": params}, to_input(images))
 
 
-def _run(images, dataset: str, params, batch_size: int, weights_dir=None):
-  """(features, logits) as np.float32, in fixed-size batches (the last one padded) so that one
-  shape compiles."""
+def _run(images, dataset: str, params, batch_size: int, weights_dir=None,
+         mesh: Mesh | None = None):
+  """(features, logits) as np.float32, in fixed-size batches (the last one padded with copies of
+  its first image, the padding dropped) so that one shape compiles.
+
+  mesh: each batch split along its batch axis over the `data` mesh (igan_jax/parallel.py), the
+  weights replicated once; the batch is rounded up to a multiple of the devices. Per-image
+  outputs do not depend on the batch (no batch norm), so the split changes only float rounding;
+  a 1-device mesh gives today's bits."""
   images = _check_images(images)
   if params is None:
     params = load_classifier(dataset, weights_dir)
+  if mesh is not None:
+    params = parallel.put_replicated(params, mesh)
   n = images.shape[0]
   nc = params["fc2"]["bias"].shape[0]
   feats = np.empty((n, FEATURE_DIM), np.float32)
   logits = np.empty((n, nc), np.float32)
-  bs = max(1, min(batch_size, n))
+  bs = parallel.devices_multiple(max(1, min(batch_size, n)), mesh)
   for start in range(0, n, bs):
     chunk = images[start:start + bs]
     m = chunk.shape[0]
     if m < bs:
       chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - m, axis=0)])
+    if mesh is not None:
+      chunk = parallel.put_batch(chunk, mesh, 0)
     f, l = jax.device_get(_apply(params, chunk))
     feats[start:start + m], logits[start:start + m] = f[:m], l[:m]
   return feats, logits
 
 
+def compiled_text(params, batch_size: int, mesh: Mesh | None = None,
+                  resolution: int = RESOLUTION) -> str:
+  """The compiled program of one batch of `_run` as XLA text: with a mesh of N devices the
+  per-device program, whose shapes show the batch_size / N images each device computes."""
+  images = np.zeros((batch_size, resolution, resolution, 1), np.uint8)
+  if mesh is not None:
+    params = parallel.put_replicated(params, mesh)
+    images = parallel.put_batch(images, mesh, 0)
+  return _apply.lower(params, images).compile().as_text()
+
+
 def classifier_features(images, dataset: str = "fashion_mnist", params: dict | None = None,
-                        batch_size: int = 1000, weights_dir: str | None = None) -> np.ndarray:
+                        batch_size: int = 1000, weights_dir: str | None = None,
+                        mesh: Mesh | None = None) -> np.ndarray:
   """Penultimate-layer features (after ReLU): uint8 or [−1, 1] float (N, H, W, 1) → np.float32
-  (N, 128). The metrics (`igan_jax.evaluation.fid` and its siblings) take them to float64."""
-  return _run(images, dataset, params, batch_size, weights_dir)[0]
+  (N, 128). The metrics (`igan_jax.evaluation.fid` and its siblings) take them to float64.
+  mesh: split each batch over its devices (`_run`)."""
+  return _run(images, dataset, params, batch_size, weights_dir, mesh)[0]
 
 
 def classifier_logits(images, dataset: str = "fashion_mnist", params: dict | None = None,
-                      batch_size: int = 1000, weights_dir: str | None = None) -> np.ndarray:
+                      batch_size: int = 1000, weights_dir: str | None = None,
+                      mesh: Mesh | None = None) -> np.ndarray:
   """Class logits, np.float32 (N, num_classes); same input protocol as `classifier_features`."""
-  return _run(images, dataset, params, batch_size, weights_dir)[1]
+  return _run(images, dataset, params, batch_size, weights_dir, mesh)[1]
 
 
 def classifier_outputs(images, dataset: str = "fashion_mnist", params: dict | None = None,
-                       batch_size: int = 1000, weights_dir: str | None = None):
+                       batch_size: int = 1000, weights_dir: str | None = None,
+                       mesh: Mesh | None = None):
   """(features, logits) in one pass."""
-  return _run(images, dataset, params, batch_size, weights_dir)
+  return _run(images, dataset, params, batch_size, weights_dir, mesh)
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,12 @@ N = config.eval.train_num_samples images of fixed latents (the evaluation's seed
 jitted generator → backbone program, against the real reference of `--mode=evaluate`
 (reference.RealSets, cached on disk). The generator comes in as a function (default
 `inference.generate`): this module imports no training code.
+
+Over the training state's `data` mesh (state.mesh, igan_jax/parallel.py) each batch of latents,
+and the images it makes, is split along the batch axis: N devices each generate and featurise
+B / N of a batch of B latents (B rounded up to a multiple of N; the last batch padded with zero
+latents to that whole batch, one compiled shape, the padding dropped). The backbone's weights
+are replicated over the mesh once, when the evaluator is built.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import jax
 import numpy as np
 
 from igan_jax import data as data_lib
+from igan_jax import parallel
 from igan_jax.compile_options import jit
 from igan_jax.evaluation import classifier as clf
 from igan_jax.evaluation import inception
@@ -58,15 +65,17 @@ def fused_program(backbone: str, generate: Callable = inference_generate):
   params, backbone variables, z (B, z_dim)) → (features (B·K, D), logits or None).
 
   The generator params are an argument, not part of the state, so the raw and the EMA generator
-  share one compiled program. The backbones quantise float images exactly as
-  `sampling.quantise` does before they see them, so these features equal those of
-  `sampling.generate_images` + the backbone's `extract`.
+  share one compiled program. Over the state's mesh the images stay split along the batch axis
+  as the latents were (each device featurises the images it generated). The backbones quantise
+  float images exactly as `sampling.quantise` does before they see them, so these features
+  equal those of `sampling.generate_images` + the backbone's `extract`.
   """
   key = (backbone, generate)
   if key not in _PROGRAMS:
 
     def run(state, g_params, variables, z):
       x = flatten_classes(generate(state.replace(g=state.g.replace(params=g_params)), z))
+      x = parallel.shard_batch(x, state.mesh, 0)
       if backbone == "classifier":
         net = clf.SmallCNN(num_classes=variables["fc2"]["bias"].shape[0])
         return net.apply({"params": variables}, clf.to_input(x))
@@ -139,11 +148,12 @@ class TrainingEvaluator:
     t0 = time.perf_counter()
     cfg, s, n = self.config, self.settings, self.num_samples
     dataset, res = cfg.data.name, cfg.data.resolution
+    mesh = state.mesh
     if self.backbone == "classifier":
-      b = classifier_backbone(dataset, res, s)
+      b = classifier_backbone(dataset, res, s, mesh)
       self._batch = s["batch_size"]
     else:
-      b = inception_backbone(res, s)
+      b = inception_backbone(res, s, mesh)
       self._batch = s["inception_batch_size"]
     real = RealSets(cfg, self.classes)
     ref = real.reference(n)
@@ -164,11 +174,17 @@ class TrainingEvaluator:
     del real  # the splits read whole, no longer needed
     generate = lambda z: self.generate(state, z)  # noqa: E731
     self._k = images_per_latent(generate, state.hp.z_dim)
-    self._m, self._bs = latent_batches(n, self._k, self._batch)
+    self._m, bs = latent_batches(n, self._k, self._batch)
+    self._bs = parallel.devices_multiple(bs, mesh)
     z = np.asarray(eval_latents(TRAIN_SEED, self._m, state.hp.z_dim))
-    pad = -self._m % self._bs
-    self._z = jax.device_put(np.concatenate([z, np.zeros((pad, z.shape[1]), z.dtype)]))
-    self._variables = jax.device_put(b.variables)
+    z = np.concatenate([z, np.zeros((-self._m % self._bs, z.shape[1]), z.dtype)])
+    batches = [z[i:i + self._bs] for i in range(0, self._m, self._bs)]
+    if mesh is None:
+      self._z = [jax.device_put(zb) for zb in batches]
+      self._variables = jax.device_put(b.variables)
+    else:
+      self._z = [parallel.put_batch(zb, mesh, 0) for zb in batches]
+      self._variables = parallel.put_replicated(b.variables, mesh)
     self._program = fused_program(self.backbone, self.generate)
     self._ready = True
     if self.verbose:
@@ -180,8 +196,8 @@ class TrainingEvaluator:
     """Backbone features (N, D) (and logits) of the N fixed-latent images of `g_params`."""
     if not self._ready:
       self.build(state)
-    outs = [self._program(state, g_params, self._variables, self._z[i:i + self._bs])
-            for i in range(0, self._m, self._bs)]  # all dispatched before the first wait
+    outs = [self._program(state, g_params, self._variables, zb)
+            for zb in self._z]  # all dispatched before the first wait
     outs = jax.device_get(outs)
     keep = lambda a, i: a[:min(self._bs, self._m - i) * self._k]  # noqa: E731
     feats = np.concatenate([keep(f, i * self._bs) for i, (f, _) in enumerate(outs)])

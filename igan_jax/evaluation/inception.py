@@ -33,7 +33,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from igan_jax import parallel
 from igan_jax.compile_options import jit
 from igan_jax.evaluation import inception_convert as _w
 from igan_jax.evaluation.inception_weights import WEIGHTS_SHA1  # noqa: F401  (public)
@@ -269,35 +271,44 @@ def _forward_images(variables, images, resolution):
   return FIDInceptionV3().apply(variables, _preprocess(images, resolution))
 
 
-def _resolve(params):
-  return _default_variables() if params is None else jax.device_put(params)
+def _resolve(params, mesh: Mesh | None = None):
+  """The variables on the device (with a mesh: replicated over it, once per call)."""
+  if mesh is None:
+    return _default_variables() if params is None else jax.device_put(params)
+  return parallel.put_replicated(_default_variables() if params is None else params, mesh)
 
 
-def _batched(fn, x: np.ndarray, batch_size: int) -> np.ndarray:
-  """fn over fixed-size batches; the last batch is padded (with copies of its first row) so
-  only one shape is ever compiled."""
+def _batched(fn, x: np.ndarray, batch_size: int, mesh: Mesh | None = None) -> np.ndarray:
+  """fn over fixed-size batches; the last batch is padded (with copies of its first row, the
+  padding dropped) so only one shape is ever compiled. mesh: each batch split along its batch
+  axis over the devices, the batch rounded up to a multiple of them (per-image features do not
+  depend on the batch: only float rounding changes; a 1-device mesh gives today's bits)."""
   n = x.shape[0]
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if n == 0:
     return np.zeros((0, FEATURE_DIM), np.float32)
-  bs = min(batch_size, n)
+  bs = parallel.devices_multiple(min(batch_size, n), mesh)
   out = np.empty((n, FEATURE_DIM), np.float32)
   for start in range(0, n, bs):
     chunk = x[start:start + bs]
     m = chunk.shape[0]
     if m < bs:
       chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - m, axis=0)], axis=0)
+    if mesh is not None:
+      chunk = parallel.put_batch(chunk, mesh, 0)
     out[start:start + m] = np.asarray(fn(chunk))[:m]
   return out
 
 
-def features(x, params: dict | None = None, batch_size: int = 50) -> np.ndarray:
+def features(x, params: dict | None = None, batch_size: int = 50,
+             mesh: Mesh | None = None) -> np.ndarray:
   """Pool3 features: float32 NHWC (N, 299, 299, 3) in [−1, 1] → np.float32 (N, 2048).
 
   No resizing here (use `preprocess`/`image_features`); anything but 299×299×3 is an error.
   params=None uses `load_params()` (cached in memory after the first call). One jitted program
-  of batch min(batch_size, N); the last batch is padded, so one shape compiles.
+  of batch min(batch_size, N); the last batch is padded, so one shape compiles. mesh: each batch
+  split over the `data` mesh's devices (igan_jax/parallel.py), the weights replicated once.
   """
   x = np.asarray(x)
   if x.ndim != 4 or x.shape[1:] != (RESOLUTION, RESOLUTION, 3):
@@ -305,17 +316,18 @@ def features(x, params: dict | None = None, batch_size: int = 50) -> np.ndarray:
                      f", got shape {x.shape}; resize with preprocess() first")
   if not np.issubdtype(x.dtype, np.floating):
     raise TypeError(f"features expects floats in [-1, 1], got {x.dtype}; use preprocess()")
-  variables = _resolve(params)
+  variables = _resolve(params, mesh)
   x = x.astype(np.float32, copy=False)
-  return _batched(lambda b: _forward(variables, b), x, batch_size)
+  return _batched(lambda b: _forward(variables, b), x, batch_size, mesh)
 
 
 def image_features(images, params: dict | None = None, batch_size: int = 50,
-                   resolution: int = RESOLUTION) -> np.ndarray:
+                   resolution: int = RESOLUTION, mesh: Mesh | None = None) -> np.ndarray:
   """`features(preprocess(images))` computed batch by batch in one jitted program: uint8 or
-  [−1, 1] float NHWC images at any size, 1 or 3 channels → np.float32 (N, 2048)."""
+  [−1, 1] float NHWC images at any size, 1 or 3 channels → np.float32 (N, 2048). mesh: as in
+  `features`."""
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[-1] not in (1, 3):
     raise ValueError(f"images must be NHWC with 1 or 3 channels, got shape {images.shape}")
-  variables = _resolve(params)
-  return _batched(lambda b: _forward_images(variables, b, resolution), images, batch_size)
+  variables = _resolve(params, mesh)
+  return _batched(lambda b: _forward_images(variables, b, resolution), images, batch_size, mesh)

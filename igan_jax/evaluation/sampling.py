@@ -51,16 +51,21 @@ def latent_batches(n: int, k: int, batch_size: int) -> tuple[int, int]:
   return m, min(m, max(1, batch_size // k))
 
 
-def generate_images(generate: Callable, z_dim: int, seed: int, n: int,
-                    batch_size: int) -> np.ndarray:
+def generate_images(generate: Callable, z_dim: int, seed: int, n: int, batch_size: int,
+                    multiple_of: int = 1) -> np.ndarray:
   """n uint8 images of `generate` from the evaluation latents of `seed`, in fixed-size batches
   (one compile; the last batch is padded with zero latents and cut).
+
+  multiple_of: the latents per batch rounded up to a multiple of it: the device count of a
+  generator that splits its latents over a mesh (inference.generate computes a batch the
+  devices do not divide whole on every device).
 
   Class-stacked generators (K images per latent): ceil(n / K) latents, their K images each in
   latent-major order (`flatten_classes`), the first n kept.
   """
   k = images_per_latent(generate, z_dim)
   m, bs = latent_batches(n, k, batch_size)
+  bs = -(-bs // multiple_of) * multiple_of
   z = np.asarray(eval_latents(seed, m, z_dim))
   out = None
   for start in range(0, m, bs):

@@ -5,7 +5,8 @@ What one call does, for the checkpoint `step` (default: the latest) in `<workdir
      seed with the generator in inference mode (`inference.generate`) from the evaluation's
      fixed latents of that seed, quantised to uint8 as the real images are stored (sampling.py);
   2. for each backbone ("classifier": our 28×28 CNN; "inception": the FID Inception-V3 at
-     299×299; backbones.py) computes against N real images of the reference split
+     299×299; backbones.py; each batch split over the run's devices, all of this machine's
+     when it has fewer: parallel.mesh_for) computes against N real images of the reference split
      (reference.py: the test split where the dataset has one): FID, KID, precision/recall and
      density/coverage (metrics.py); mean ± sd over the seeds;
   3. beside every number the real-vs-real floor: N other real images (the train split; for LSUN
@@ -37,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from igan_jax import checkpoint as ckpt_lib
+from igan_jax import parallel
 from igan_jax.evaluation import classifier as clf
 from igan_jax.evaluation.backbones import make_backbone
 from igan_jax.evaluation.metrics import METRICS, class_metrics, feature_metrics, mean_sd
@@ -51,9 +53,11 @@ from igan_jax.state import image_shape
 
 def state_images(state, seed: int, n: int, batch_size: int, use_ema: bool = False) -> np.ndarray:
   """n uint8 images of a state's generator (the EMA one with use_ema) from the evaluation
-  latents of `seed` (sampling.generate_images; latent-major for the class-stacked models)."""
+  latents of `seed` (sampling.generate_images; latent-major for the class-stacked models). Each
+  batch of latents is split over the state's mesh (its size a multiple of the devices)."""
+  devices = 1 if state.mesh is None else state.mesh.devices.size
   return generate_images(functools.partial(generate, state, use_ema=use_ema), state.hp.z_dim,
-                         seed, n, batch_size)
+                         seed, n, batch_size, multiple_of=devices)
 
 
 def record_path(workdir: str, step) -> str:
@@ -109,11 +113,13 @@ def evaluate_workdir(config, workdir: str, step: int | str | None = None,
     raise SettingsError("config.eval.use_ema: this run has no EMA generator (config.ema_decay "
                         "is 0); set use_ema=False")
 
-  # Backbones that can run here; the others are skipped, visibly.
+  # Backbones that can run here; the others are skipped, visibly. Their features are computed
+  # over the devices the restored state lives on (a run trained on more: all of this machine's).
+  mesh = parallel.mesh_for(config, at_most_available=True)
   active, skipped = [], {}
   for name in s["backbones"]:
     try:
-      active.append(make_backbone(name, dataset, resolution, image_shape(config)[2], s))
+      active.append(make_backbone(name, dataset, resolution, image_shape(config)[2], s, mesh))
     except EvaluationError as e:
       skipped[name] = str(e)
       print(f"[igan_jax] evaluate: WARNING: skipping backbone {name}: {e}", flush=True)
