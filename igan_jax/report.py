@@ -4,7 +4,8 @@
 
 Read from the workdir, nothing written:
 - log (metrics.jsonl): the spike ratio, max / median of d_loss over the logged windows past the
-  first 10 % of the run's logged steps (the opening transient is not a spike); the largest
+  first 10 % of the run's logged steps (the opening transient is not a spike; None for a loss
+  whose median is not positive, a Wasserstein critic's); the largest
   logged mean discriminator gradient norm in the same window; rollbacks; the training time the
   log accounts for (Σ log_every / it_per_s).
 - grid (samples/step_XXXXXX.png, the last one or --step's): the share of spectral power at
@@ -25,7 +26,6 @@ import argparse
 import contextlib
 import glob
 import json
-import math
 import os
 import platform
 import re
@@ -78,7 +78,9 @@ def log_summary(rows: list[dict], skip: float = SPIKE_SKIP) -> dict:
   d = np.asarray([r["d_loss"] for r in window], np.float64)
   i_max = int(np.argmax(d))
   out = dict(rows=len(rows), last_step=last, window_from_step=window[0]["step"],
-             spike_ratio=float(d.max() / np.median(d)) if np.median(d) > 0 else math.inf,
+             # A ratio of losses only means something for a loss that stays positive (least
+             # squares, BCE); a Wasserstein critic's loss is negative: no ratio (None).
+             spike_ratio=float(d.max() / np.median(d)) if np.median(d) > 0 else None,
              d_loss_max=float(d.max()), d_loss_max_step=window[i_max]["step"],
              d_loss_median=float(np.median(d)),
              d_loss_last=rows[-1]["d_loss"], g_loss_last=rows[-1]["g_loss"])

@@ -31,9 +31,6 @@ from helpers import TINY, run_cli, tiny_config  # noqa: E402
 
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: end-to-end or real-data tests (run in CI too)")
-  # pytest-xdist's (`make test` runs `-n auto --dist loadgroup`): the tests of one group run on
-  # one worker, so that an expensive module fixture they share is built once, not per worker.
-  config.addinivalue_line("markers", "xdist_group(name): run on the same pytest-xdist worker")
 
 
 @pytest.fixture

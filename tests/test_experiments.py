@@ -367,7 +367,6 @@ def training_results(request, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("training_results")  # one worker runs the module fixture, not each
 @pytest.mark.parametrize("name,variant,overrides", TRAIN_CASES, ids=TRAIN_IDS)
 def test_trains_checkpoints_and_resumes_on_mock_data(name, variant, overrides, training_results):
   out = training_results[f"{name}:{variant}"]

@@ -72,6 +72,8 @@ def test_log_summary_spike_ratio_skips_the_first_tenth():
   assert s["max_d_grad_norm"] == 19.0 and s["max_d_grad_norm_step"] == 200
   assert s["train_seconds_from_log"] == pytest.approx(200 / 2.0)
   assert report.log_summary([]) == dict(rows=0)
+  # A Wasserstein critic's loss is negative: a ratio would say nothing (None, "—" in tables).
+  assert report.log_summary(_rows([-5.0] * 20))["spike_ratio"] is None
 
 
 def test_read_log_keeps_the_last_record_of_a_step_and_skips_cut_lines(tmp_path):
