@@ -287,11 +287,12 @@ class BestCheckpointer:
       if other != step:
         self._manager.delete(other)
     self._records = {step: record}
-    path = os.path.join(self.directory, self.FILE)
-    with open(path + ".tmp", "w") as f:
-      json.dump(record, f, indent=2)
-      f.write("\n")
-    os.replace(path + ".tmp", path)
+    if parallel.is_primary():  # every process decided alike (the same FID); one writes
+      path = os.path.join(self.directory, self.FILE)
+      with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+      os.replace(path + ".tmp", path)
     return True
 
   def restore(self, target: GANState) -> GANState:

@@ -23,12 +23,18 @@ from igan_jax.state import GANState
 GRID_LATENTS_STREAM = 0x5A3D  # fold_in id of a run's sample-grid latents (not a training stream)
 
 
-@functools.partial(jit, static_argnames="use_ema")
-def _generate(state: GANState, z, use_ema=False):
+def generate_split(state: GANState, z, use_ema: bool = False):
+  """`generate`'s images (every class) left split along the batch axis over the mesh, as the
+  latents were: for use inside another jitted program whose consumer splits them the same way
+  (evaluation's generator → backbone program), which then never gathers them."""
   params = state.g_ema if use_ema else state.g.params
   z = parallel.shard_batch(z, state.mesh, 0)
-  images = state.g.apply_fn(state.g.variables(params), z, train=False)
-  return parallel.keep_replicated(images, state.mesh)
+  return state.g.apply_fn(state.g.variables(params), z, train=False)
+
+
+@functools.partial(jit, static_argnames="use_ema")
+def _generate(state: GANState, z, use_ema=False):
+  return parallel.keep_replicated(generate_split(state, z, use_ema), state.mesh)
 
 
 def generate(state: GANState, z: jax.Array, use_ema: bool = False,

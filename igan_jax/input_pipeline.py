@@ -19,9 +19,10 @@ The class-stacked models take `data.classes` (dataset labels) as their classes 0
 other labels are not used.
 
 Over several devices (igan_jax/parallel.py) the resident set is replicated once onto every
-device of the run's mesh, and each device gathers its own share of the global batch; a streamed
-batch is split along its batch axis, each process putting its rows on its own devices
-(train.train_steps_streamed).
+device of the run's mesh, and each device gathers its own share of the global batch. Streamed,
+each process reads only its own rows of each global batch (`parallel.process_rows`: the rows
+its devices hold) from the same global stream, and puts them on its devices
+(train.train_steps_streamed): n processes read 1/n of the data each, never the same example.
 """
 from __future__ import annotations
 
@@ -102,13 +103,14 @@ def load_training_data(config, expected_shape: tuple[int, int, int], mesh=None):
   for `config`; raises DatasetError (one clear paragraph) when the data cannot be found, before
   anything is written anywhere."""
   classes = model_classes(config)
+  mesh = parallel.mesh_for(config) if mesh is None else mesh
   if stream_mode(config) == "stream":
-    return StreamingData(config, expected_shape, classes)
+    return StreamingData(config, expected_shape, classes,
+                         rows=parallel.process_rows(config.batch_size, mesh))
   images, labels = data_lib.load_images(config.data.name, config.data.split,
                                         config.data.data_dir or None, config.data.resolution)
   if images.shape[1:] != tuple(expected_shape):
     raise ValueError(f"dataset images have shape {images.shape[1:]}, expected {expected_shape}")
-  mesh = parallel.mesh_for(config) if mesh is None else mesh
   if classes is None:
     return ResidentData(images=parallel.put_replicated(images, mesh))
   order, starts, counts = class_index(labels, classes, config.data.name)
@@ -116,12 +118,20 @@ def load_training_data(config, expected_shape: tuple[int, int, int], mesh=None):
 
 
 class StreamingData:
-  """Host-streamed real batches for data that does not fit on the device (module docstring)."""
+  """Host-streamed real batches for data that does not fit on the device (module docstring).
 
-  def __init__(self, config, expected_shape, classes: tuple[int, ...] | None, prefetch: int = 4):
+  rows: [start, stop) of the global batch's B rows this process reads (default all): of
+  iteration t's n_critic·B stream samples, rows start..stop-1 of each critic update's B."""
+
+  def __init__(self, config, expected_shape, classes: tuple[int, ...] | None, prefetch: int = 4,
+               rows: tuple[int, int] | None = None):
     self._config = config
     self.classes = classes
     self.per_iteration = config.n_critic * config.batch_size
+    self.rows = (0, config.batch_size) if rows is None else tuple(rows)
+    start, stop = self.rows
+    self._keep = None if self.rows == (0, config.batch_size) else np.concatenate(
+        [c * config.batch_size + np.arange(start, stop) for c in range(config.n_critic)])
     self.prefetch = prefetch
     shape = tuple(data_lib.image_shape(config.data.name, config.data.resolution))
     if shape != tuple(expected_shape):
@@ -143,18 +153,21 @@ class StreamingData:
         data_lib.stream_batches(c.data.name, c.data.split, batch_size=self.per_iteration,
                                 seed=c.seed, data_dir=c.data.data_dir or None,
                                 resolution=c.data.resolution, prefetch=self.prefetch,
-                                start_index=step * self.per_iteration, label=label)
+                                start_index=step * self.per_iteration, label=label,
+                                keep=self._keep)
         for label in labels]
     self._step = step
 
   def batches(self, step: int, k: int) -> list[np.ndarray]:
-    """uint8 real batches of iterations step .. step+k-1, each (n_critic, [N,] B, H, W, C)."""
+    """uint8 real batches of iterations step .. step+k-1, each (n_critic, [N,] b, H, W, C):
+    this process's b = stop - start rows of the global batch (all B in one process)."""
     if self._step != step:  # first call, a resume or a rollback: reposition the streams
       self._open(step)
     c = self._config
+    b = self.rows[1] - self.rows[0]
     out = []
     for _ in range(k):
-      per_class = [next(s)[0].reshape((c.n_critic, c.batch_size) + s.image_shape)
+      per_class = [next(s)[0].reshape((c.n_critic, b) + s.image_shape)
                    for s in self._streams]
       out.append(per_class[0] if self.classes is None else np.stack(per_class, axis=1))
     self._step = step + k

@@ -14,9 +14,12 @@ else the first N), and `NamedSharding`s of it under jax.jit.
   are the global batch's. The draws do not depend on the split (jax_threefry_partitionable).
 - Evaluation (the backbones' features, FID during training) splits each fixed-size batch of
   images the same way, the backbone's weights replicated once (`devices_multiple`: its batch a
-  multiple of the devices); it runs in one process.
+  multiple of the devices); the features come back whole to every process (`to_host`), so
+  every process computes the same FID and takes the same best-checkpoint decision.
 - Several processes (`initialize`: jax.distributed): the mesh spans every process's devices;
-  a host batch enters as `jax.make_array_from_process_local_data` (`put_batch`).
+  a host batch enters as `jax.make_array_from_process_local_data`: from the whole batch
+  (`put_batch`), or from the rows a process read itself (`process_rows`, `put_process_rows`:
+  the streamed input, each process reading only its own rows of each global batch).
 """
 from __future__ import annotations
 
@@ -84,9 +87,6 @@ def check_batch(batch_size: int, mesh: Mesh):
 def check_run(config, mesh: Mesh):
   """ConfigError for a training config that this mesh and these processes cannot run."""
   check_batch(config.batch_size, mesh)
-  if jax.process_count() > 1 and config.get("eval_every", 0):
-    raise ConfigError("config.eval_every: FID during training runs in one process; set "
-                      "--config.eval_every=0 and evaluate with --mode=evaluate afterwards")
 
 
 def per_device_batch(batch_size: int, mesh: Mesh) -> int:
@@ -132,19 +132,41 @@ def put_replicated(tree, mesh: Mesh):
   return jax.tree_util.tree_map(put, tree)
 
 
-def put_batch(global_batch: np.ndarray, mesh: Mesh, axis: int) -> jax.Array:
-  """A host batch → one array split along `axis` over the mesh: this process's slice of the
-  global batch, assembled with jax.make_array_from_process_local_data (one process: all of it).
+def process_rows(size: int, mesh: Mesh) -> tuple[int, int]:
+  """[start, stop): the rows of a batch of `size` (split along its batch axis over the mesh)
+  that this process's devices hold; (0, size) in one process. A contiguous block: the mesh
+  lists each process's devices together (jax.devices()' order)."""
+  sharding = batch_sharding(mesh, 0)
+  rows = sorted({index[0].indices(size)[:2]
+                 for index in sharding.addressable_devices_indices_map((size,)).values()})
+  return rows[0][0], rows[-1][1]
 
-  global_batch: the whole global batch (every process reads the same examples, deterministic in
-  (seed, step)); only this process's rows go to its devices."""
-  sharding = batch_sharding(mesh, axis)
-  shape = global_batch.shape
-  rows = sorted({index[axis].indices(shape[axis])[:2]
-                 for index in sharding.addressable_devices_indices_map(shape).values()})
-  start, stop = rows[0][0], rows[-1][1]  # a process's devices hold a contiguous block
+
+def put_process_rows(local: np.ndarray, mesh: Mesh, axis: int) -> jax.Array:
+  """This process's rows of a global batch (`process_rows`, along `axis`) → the global array
+  split along `axis` over the mesh (jax.make_array_from_process_local_data; every process
+  holds as many rows)."""
+  return jax.make_array_from_process_local_data(batch_sharding(mesh, axis), local)
+
+
+def put_batch(global_batch: np.ndarray, mesh: Mesh, axis: int) -> jax.Array:
+  """A whole host batch (every process holds the same values) → one array split along `axis`
+  over the mesh; only this process's rows go to its devices."""
+  start, stop = process_rows(global_batch.shape[axis], mesh)
   local = np.take(global_batch, np.arange(start, stop), axis=axis)
-  return jax.make_array_from_process_local_data(sharding, local, shape)
+  return jax.make_array_from_process_local_data(batch_sharding(mesh, axis), local,
+                                                global_batch.shape)
+
+
+def to_host(tree):
+  """Arrays → numpy on the host, whole in every process: jax.device_get where this process
+  holds every shard (one process, or a replicated array), else gathered from the processes
+  (multihost_utils.process_allgather; evaluation's features, split along the batch axis)."""
+  def get(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+  return jax.tree_util.tree_map(get, tree)
 
 
 def is_primary() -> bool:

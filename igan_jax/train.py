@@ -265,8 +265,8 @@ def train_steps_streamed(state: GANState, batches) -> tuple[GANState, dict]:
   """len(batches) iterations on host uint8 batches (input_pipeline.StreamingData.batches)."""
   metrics = []
   for real_u8 in batches:
-    # Split along the batch axis, B in (n_critic, [N,] B, H, W, C): each process its own rows.
-    real = parallel.put_batch(real_u8, state.mesh, real_u8.ndim - 4)
+    # This process's rows of B in (n_critic, [N,] B, H, W, C), put on its own devices.
+    real = parallel.put_process_rows(real_u8, state.mesh, real_u8.ndim - 4)
     state, m = _uint8_step(state, real)
     metrics.append(m)
   return _stack_metrics(state, metrics)
@@ -322,7 +322,8 @@ def _evaluate_during_training(state, step, evaluator, best, writer, workdir):
   writer.write(step, values)
   writer.message(f"[igan_jax] step {step} " + "  ".join(
       f"{k}={v:.3f}" for k, v in values.items() if k.startswith("fid")))
-  _refresh_plots(workdir)
+  if parallel.is_primary():
+    _refresh_plots(workdir)
 
 
 def _refresh_plots(workdir):

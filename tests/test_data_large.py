@@ -481,6 +481,12 @@ def test_stream_batches_order_resume_and_threads(tmp_path, small_shards):
       assert s.position == start + 16
     np.testing.assert_array_equal(got, seq[start:start + 16])
 
+  # keep: some positions of each batch (a process's rows), the global stream's order kept.
+  with stream_batches(name, seed=1, start_index=4, keep=[3, 1], **kw) as s:
+    got = np.concatenate([_values(next(s)) for _ in range(3)])
+    assert s.position == 16
+  np.testing.assert_array_equal(got, seq[[7, 5, 11, 9, 15, 13]])
+
   # A subset for evaluation (e.g. FID reals) = the first samples of epoch 0.
   x, y = data.sample_images(name, 7, seed=1, data_dir=d, resolution=16)
   assert x.shape == (7, 16, 16, 3) and y.shape == (7,)
@@ -510,6 +516,8 @@ def test_stream_errors_reach_the_consumer(tmp_path, small_shards):
     stream_batches(name, batch_size=0, data_dir=d)
   with pytest.raises(DatasetError, match="start_index"):
     stream_batches(name, start_index=-1, data_dir=d)
+  with pytest.raises(DatasetError, match=r"keep must be positions in \[0, 4\)"):
+    stream_batches(name, batch_size=4, keep=[4], data_dir=d)
   with pytest.raises(DatasetError, match="no image of class 1"):
     stream_batches(name, label=1, data_dir=d, resolution=16)
   s = stream_batches(name, batch_size=10, data_dir=d, resolution=16, prefetch=1)

@@ -73,6 +73,31 @@ def test_streamed_training_resumes_bit_exactly(tmp_path):
   assert os.path.exists(tmp_path / "b" / "samples" / "step_000004.png")
 
 
+@pytest.mark.parametrize("classes", [None, (9, 4, 1)])
+def test_a_process_streams_only_its_rows_of_each_global_batch(classes):
+  """StreamingData(rows=(start, stop)): each critic update's rows start..stop-1 of the global
+  batch, the same examples as the whole batch's rows there (one process reading everything),
+  and nothing else read; igan_vn's per-class streams the same, along B after the class axis."""
+  import tensorflow_datasets as tfds
+  kw = {"data.stream": "stream", "batch_size": 8, "n_critic": 3}
+  if classes:
+    kw.update({"model.name": "igan_vn", "model.num_classes": 3, "data.classes": classes})
+  c = tiny_config(**kw)
+  with tfds.testing.mock_data(num_examples=64):
+    whole = input_pipeline.StreamingData(c, (28, 28, 1), input_pipeline.model_classes(c))
+    part = input_pipeline.StreamingData(c, (28, 28, 1), input_pipeline.model_classes(c),
+                                        rows=(2, 6))
+    try:
+      for step, k in ((0, 2), (5, 1)):  # and a reposition, as on resume
+        for w, p in zip(whole.batches(step, k), part.batches(step, k)):
+          b_axis = 1 if classes is None else 2
+          assert p.shape[b_axis] == 4 and w.shape[b_axis] == 8
+          np.testing.assert_array_equal(p, np.take(w, np.arange(2, 6), axis=b_axis))
+    finally:
+      whole.close()
+      part.close()
+
+
 def test_model_classes_come_from_the_validated_config():
   """The class count is resolved once, by config.validate (config.num_classes); the data side
   reads it from there and never imports the models."""

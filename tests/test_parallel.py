@@ -39,7 +39,6 @@ def four():
 
 
 @pytest.mark.parametrize("model", ["igan", "igan_vn"])
-@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_four_devices_match_one_device(four, model):
   """2 iterations on 4 devices against 1: every loss, the penalty and the gradient norms within
   rtol 1e-5; every parameter within 1e-5 + 1e-4·max|leaf| (measured: ≤ 1.3e-6). The biases that
@@ -54,13 +53,11 @@ def test_four_devices_match_one_device(four, model):
     assert diff <= 1e-5 + 1e-4 * largest, (name, diff, largest)
 
 
-@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_four_device_runs_repeat_and_resume_bit_exactly(four):
   assert four["repeat"], "two runs on 4 devices differ"
   assert four["resume"], "2 + checkpoint + 2 iterations differ from 4 straight on 4 devices"
 
 
-@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_checkpoints_move_between_device_counts(four):
   c = four["cross"]
   assert c["four_to_one_equal"] and c["one_to_four_equal"]
@@ -70,14 +67,12 @@ def test_checkpoints_move_between_device_counts(four):
   assert four["read_only"] == {"equal": True, "devices": 4}
 
 
-@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_a_streamed_batch_is_split_along_its_batch_axis(four):
   p = four["put_batch"]
   assert p["equal"] and p["devices"] == 4
   assert p["shards"] == [[2, 2, 2, 2, 2, 3]]  # (n_critic, N, B / 4, H, W, C) on each device
 
 
-@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_each_device_computes_its_share_of_the_batch(four):
   """The compiled 4-device step, global batch 8: G's first layer takes z as (2, 100) per device
   and D's convolutions take (2, 28, 28, 1) images; the global shapes never occur."""
@@ -86,7 +81,6 @@ def test_each_device_computes_its_share_of_the_batch(four):
   assert h["f32[8,100]"] == 0 and h["f32[8,28,28,1]"] == 0, h
 
 
-@pytest.mark.xdist_group("four_devices")  # the `four` fixture runs once
 def test_backbone_features_are_split_over_the_devices(four):
   """The evaluation's backbone (a random classifier) over the mesh: 13 images in batches of 6
   (rounded up to 8 on 4 devices, the last padded and cut) equal a 1-device mesh's within rtol
@@ -140,16 +134,17 @@ def test_bad_process_flags_exit_2_and_write_nothing(tmp_path):
   assert not wd.exists()
 
 
-def two_processes(workdir, log_prefix, kill_when=None, timeout=600):
+def two_processes(workdir, log_prefix, kill_when=None, timeout=600, extra=()):
   """The tiny 4-iteration run as two processes (2 CPU devices each) on localhost: their
-  (return codes, outputs). kill_when(checkpoint entries): SIGKILL both once it holds."""
+  (return codes, outputs). kill_when(checkpoint entries): SIGKILL both once it holds. extra:
+  more flags for both."""
   port, procs, logs = free_port(), [], []
   ckpt = os.path.join(workdir, "checkpoints")
   for pid in (0, 1):
     args = ["--config=experiments/fashion_mnist.py", f"--workdir={workdir}",
             "--config.num_iterations=4"] + TINY + [
             f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-            f"--process_id={pid}", "--distributed_timeout=300"]
+            f"--process_id={pid}", "--distributed_timeout=300"] + list(extra)
     logs.append(open(f"{log_prefix}_{pid}.log", "w"))
     procs.append(subprocess.Popen(cli_command(args, mock=True), cwd=ROOT, env=device_env(2),
                                   stdout=logs[-1], stderr=subprocess.STDOUT))
@@ -189,3 +184,31 @@ def test_two_processes_killed_and_resumed_end_as_if_never_interrupted(tmp_path):
   assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
   assert "resumed" in outs[0]
   assert_same_final_state(str(wd), str(straight))
+
+
+@pytest.mark.slow
+def test_two_processes_stream_their_own_rows_and_evaluate_together(tmp_path):
+  """Streamed data over two processes: each reads only its rows of each global batch
+  (input_pipeline.StreamingData) and the run equals one process streaming every row onto the
+  same 4-device mesh: losses within rtol 1e-5 (the same global batches; the collectives may
+  sum in another order). FID during training over both processes' devices: the same FID as
+  the one process (rtol 1e-3: 16 samples, a near-singular covariance) and one best
+  checkpoint."""
+  stream = ["--config.data.stream=stream", "--config.eval_every=2",
+            "--config.eval.train_num_samples=16"]
+  codes, outs = two_processes(tmp_path / "two", tmp_path / "two", extra=stream)
+  assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+  r = run_cli(["--config=experiments/fashion_mnist.py", f"--workdir={tmp_path / 'one'}",
+               "--config.num_iterations=4"] + TINY + stream, mock=True,
+              XLA_FLAGS=device_env(4)["XLA_FLAGS"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  rows = {}
+  for name in ("two", "one"):
+    with open(tmp_path / name / "metrics.jsonl") as f:
+      rows[name] = [json.loads(line) for line in f]
+  for key, rel in (("d_loss", 1e-5), ("g_loss", 1e-5), ("gp", 1e-5), ("fid_classifier", 1e-3)):
+    two, one = ([(r["step"], r[key]) for r in rows[n] if key in r] for n in ("two", "one"))
+    assert [s for s, _ in two] == [s for s, _ in one] == [2, 4], (key, two, one)
+    assert [v for _, v in two] == pytest.approx([v for _, v in one], rel=rel), (key, two, one)
+  with open(tmp_path / "two" / "checkpoints" / "best" / "best.json") as f:
+    assert json.load(f)["step"] in (2, 4)

@@ -14,7 +14,10 @@ versions, unlike Generator.permutation).  Batch b holds samples
 boundaries, nothing is dropped or repeated within an epoch.  So a stream
 started at `start_index` = k*B yields exactly what a stream from 0 yields
 from its k-th batch on: checkpoint `stream.position` and pass it back as
-`start_index` to resume.  Unlike `sampler.sample_batches` (i.i.d. draws with
+`start_index` to resume. `keep` reads only some positions of each batch (the
+others are skipped, never read): each process of a multi-process run reads its
+own rows of each global batch; the order and the positions stay the global
+stream's.  Unlike `sampler.sample_batches` (i.i.d. draws with
 replacement on device) this is sampling without replacement per epoch.
 
 The thread stops when the stream is closed (`close()`, a `with` block, or
@@ -93,12 +96,13 @@ class _Sampler:
 
 
 def _produce(sampler: _Sampler, q: queue.Queue, stop: threading.Event, start: int,
-             batch_size: int) -> None:
+             batch_size: int, keep: np.ndarray | None) -> None:
   """The prefetch thread: puts batches (or the error that stopped it) into q."""
   try:
     pos = start
     while not stop.is_set():
-      item = sampler.read(sampler.rows(pos, batch_size))
+      rows = sampler.rows(pos, batch_size)
+      item = sampler.read(rows if keep is None else rows[keep])
       pos += batch_size
       while not stop.is_set():
         try:
@@ -144,7 +148,8 @@ class BatchStream:
     image_shape: (H, W, C).
   """
 
-  def __init__(self, sampler: _Sampler, batch_size: int, start_index: int, prefetch: int):
+  def __init__(self, sampler: _Sampler, batch_size: int, start_index: int, prefetch: int,
+               keep: np.ndarray | None = None):
     self.batch_size = batch_size
     self.position = start_index
     self.dataset_size = sampler.n
@@ -152,7 +157,7 @@ class BatchStream:
     self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
     self._stop = threading.Event()
     self._thread = threading.Thread(
-        target=_produce, args=(sampler, self._queue, self._stop, start_index, batch_size),
+        target=_produce, args=(sampler, self._queue, self._stop, start_index, batch_size, keep),
         name="igan_jax-stream_batches", daemon=True)
     self._thread.start()
     self._closed = False
@@ -204,8 +209,8 @@ def stream_batches(name: str, split: str = "train", batch_size: int = 64, seed: 
                    data_dir: str | None = None, resolution: int | None = None,
                    prefetch: int = 2, *, start_index: int = 0, label: int | None = None,
                    label_attribute: str | None = None, manual_dir: str | None = None,
-                   prepare_if_missing: bool = True, workers: int | None = None
-                   ) -> BatchStream:
+                   prepare_if_missing: bool = True, workers: int | None = None,
+                   keep=None) -> BatchStream:
   """An endless, deterministic, resumable stream of minibatches (module docstring).
 
   Args:
@@ -219,6 +224,9 @@ def stream_batches(name: str, split: str = "train", batch_size: int = 64, seed: 
     start_index: sample index of the first batch's first sample (resume).
     label: only images of this class (e.g. for IGAN_V2's per-class
       discriminators: one stream per class); None = all.
+    keep: positions in [0, batch_size) of each batch to read, in this order
+      (a process's own rows); None = all. `position` still advances by
+      batch_size a batch.
 
   Returns:
     A BatchStream; close it (or use `with`) to stop its thread.
@@ -229,6 +237,10 @@ def stream_batches(name: str, split: str = "train", batch_size: int = 64, seed: 
       raise DatasetError(f"{arg} must be an int >= {low}, got {value!r}.")
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
     raise DatasetError(f"seed must be a non-negative int, got {seed!r}.")
+  if keep is not None:
+    keep = np.asarray(keep, np.int64)
+    if keep.ndim != 1 or not len(keep) or keep.min() < 0 or keep.max() >= batch_size:
+      raise DatasetError(f"keep must be positions in [0, {batch_size}), got {keep!r}.")
   parts, _ = datasets.open_parts(name, split, data_dir, resolution,
                                  prepare_if_missing=prepare_if_missing, manual_dir=manual_dir,
                                  label_attribute=label_attribute, workers=workers)
@@ -245,7 +257,7 @@ def stream_batches(name: str, split: str = "train", batch_size: int = 64, seed: 
     for p in parts:
       p.close()
     raise
-  return BatchStream(sampler, int(batch_size), int(start_index), int(prefetch))
+  return BatchStream(sampler, int(batch_size), int(start_index), int(prefetch), keep)
 
 
 def sample_images(name: str, n: int, split: str = "train", seed: int = 0,

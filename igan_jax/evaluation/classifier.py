@@ -238,7 +238,7 @@ def _run(images, dataset: str, params, batch_size: int, weights_dir=None,
       chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - m, axis=0)])
     if mesh is not None:
       chunk = parallel.put_batch(chunk, mesh, 0)
-    f, l = jax.device_get(_apply(params, chunk))
+    f, l = parallel.to_host(_apply(params, chunk))
     feats[start:start + m], logits[start:start + m] = f[:m], l[:m]
   return feats, logits
 

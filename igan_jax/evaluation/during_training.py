@@ -4,7 +4,8 @@
 N = config.eval.train_num_samples images of fixed latents (the evaluation's seed 0) through one
 jitted generator → backbone program, against the real reference of `--mode=evaluate`
 (reference.RealSets, cached on disk). The generator comes in as a function (default
-`inference.generate`): this module imports no training code.
+`inference.generate_split`, the images left split over the mesh): this module imports no
+training code.
 
 Over the training state's `data` mesh (state.mesh, igan_jax/parallel.py) each batch of latents,
 and the images it makes, is split along the batch axis: N devices each generate and featurise
@@ -32,7 +33,7 @@ from igan_jax.evaluation.reference import RealSets, log, reference_features
 from igan_jax.evaluation.sampling import (eval_latents, flatten_classes, images_per_latent,
                                           latent_batches)
 from igan_jax.evaluation.settings import EvaluationError, SettingsError, settings
-from igan_jax.inference import generate as inference_generate
+from igan_jax.inference import generate_split
 from igan_jax.input_pipeline import model_classes
 from igan_jax.state import image_shape
 
@@ -60,7 +61,7 @@ def train_backbone(config) -> str:
 _PROGRAMS: dict = {}  # (backbone, generate) → its jitted program (jit caches per state shape)
 
 
-def fused_program(backbone: str, generate: Callable = inference_generate):
+def fused_program(backbone: str, generate: Callable = generate_split):
   """generator → (class axis flattened) → backbone, one jitted program: (state, generator
   params, backbone variables, z (B, z_dim)) → (features (B·K, D), logits or None).
 
@@ -118,7 +119,7 @@ class TrainingEvaluator:
   takes seconds.
   """
 
-  def __init__(self, config, generate: Callable = inference_generate, *,
+  def __init__(self, config, generate: Callable = generate_split, *,
                cache_dir: str | None = None, verbose: bool = True):
     self.config = config
     self.settings = settings(config)
@@ -198,7 +199,7 @@ class TrainingEvaluator:
       self.build(state)
     outs = [self._program(state, g_params, self._variables, zb)
             for zb in self._z]  # all dispatched before the first wait
-    outs = jax.device_get(outs)
+    outs = parallel.to_host(outs)  # every process gets every feature (several processes)
     keep = lambda a, i: a[:min(self._bs, self._m - i) * self._k]  # noqa: E731
     feats = np.concatenate([keep(f, i * self._bs) for i, (f, _) in enumerate(outs)])
     logits = None if outs[0][1] is None else np.concatenate(

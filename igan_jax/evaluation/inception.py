@@ -297,7 +297,7 @@ def _batched(fn, x: np.ndarray, batch_size: int, mesh: Mesh | None = None) -> np
       chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - m, axis=0)], axis=0)
     if mesh is not None:
       chunk = parallel.put_batch(chunk, mesh, 0)
-    out[start:start + m] = np.asarray(fn(chunk))[:m]
+    out[start:start + m] = parallel.to_host(fn(chunk))[:m]
   return out
 
 
