@@ -24,9 +24,13 @@ _user_flags = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join([_user_flags] + [
     f"--{k}={v}" for k, v in _FAST_COMPILE.items() if f"--{k}" not in _user_flags]).strip()
 
+import json  # noqa: E402
+import subprocess  # noqa: E402
+
 import pytest  # noqa: E402
 
 from helpers import TINY, run_cli, tiny_config  # noqa: E402
+from igan_jax.data.core import file_lock  # noqa: E402
 
 
 def pytest_configure(config):
@@ -42,9 +46,18 @@ def tiny():
 def trained_workdir(tmp_path_factory):
   """A 4-iteration run of the real CLI on mock Fashion-MNIST, checkpoints at 2 and 4: shared by
   tests/test_main.py, test_crash.py, test_errors.py and test_report.py, which only read it (copy
-  it to change it)."""
-  workdir = str(tmp_path_factory.mktemp("run") / "wd")
-  r = run_cli(["--config=experiments/fashion_mnist.py", f"--workdir={workdir}",
-               "--config.num_iterations=4"] + TINY, mock=True)
-  assert r.returncode == 0, r.stderr[-3000:]
-  return workdir, r
+  it to change it). Under pytest-xdist the first worker that needs it trains it, under a file
+  lock in the directory all workers share, and the others read it: one run per session."""
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is per worker, its parent the session's
+    shared = shared.parent
+  workdir, done = shared / "trained_run" / "wd", shared / "trained_run" / "result.json"
+  with file_lock(str(shared / "trained_run.lock")):
+    if not done.exists():
+      r = run_cli(["--config=experiments/fashion_mnist.py", f"--workdir={workdir}",
+                   "--config.num_iterations=4"] + TINY, mock=True)
+      assert r.returncode == 0, r.stderr[-3000:]
+      done.write_text(json.dumps(dict(args=r.args, returncode=r.returncode, stdout=r.stdout,
+                                      stderr=r.stderr)))
+  result = subprocess.CompletedProcess(**json.loads(done.read_text()))
+  return str(workdir), result
