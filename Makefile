@@ -33,10 +33,10 @@ train: data
 # `data` first: the classifier's and the report's real-data tests need Fashion-MNIST prepared
 # (they skip, saying why, where it is not).
 test: setup-test data
-	$(PY) -m pytest tests -q -p no:cacheprovider -n auto --maxprocesses=4 --dist loadfile --durations=15
+	$(PY) -m pytest tests -q -p no:cacheprovider -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder --durations=15
 
 test-fast: setup-test
-	$(PY) -m pytest tests -q -p no:cacheprovider -n auto --maxprocesses=4 --dist loadfile -m "not slow"
+	$(PY) -m pytest tests -q -p no:cacheprovider -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 report: setup
 	$(PY) -m igan_jax.report --workdir=$(WORKDIR)
