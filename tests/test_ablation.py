@@ -57,7 +57,8 @@ def _summary(tmp_path, row, seed, fid):
   grid = tmp_path / f"{row}{seed}.png"
   Image.fromarray(np.zeros((8, 8), np.uint8)).save(grid)
   return dict(run=f"{row}_seed{seed}", row=row, variant="igan", seed=seed, grid=str(grid),
-              classifier_fid=fid, classifier_floor=0.56, spike_ratio=2.0, machines=["x"],
+              classifier_fid=fid, classifier_floor=0.56, inception_fid=fid / 2,
+              inception_floor=12.5, spike_ratio=2.0, machines=["x"],
               overrides=[f"--config.{k}={v}" for k, v in ablation.row_overrides(row).items()])
 
 
@@ -69,11 +70,14 @@ def test_page_gives_means_and_the_change_against_the_default(tmp_path):
   ablation.add_deltas(rows)
   assert rows[1]["fid_change"] == (45.0, None) and rows[0]["fid_change"] == (0.0, None)
   root = tmp_path / "root"
-  page = ablation.write_page(str(root), rows, summaries, 1000, dict(classifier=10_000),
+  page = ablation.write_page(str(root), rows, summaries, 1000,
+                             dict(classifier=10_000, inception=2_000),
                              "python -m igan_jax.ablation", ["python -m igan_jax.main ..."])
   text = open(page).read()
-  assert "| dropout 0.2 in G: `model.dropout=0.2` | 2 | 255.0 ± 7.1 | +45.0 |" in text
-  assert "floor 0.56" in text
+  # row | seeds | classifier FID | Δ | Inception FID | ...
+  assert ("| dropout 0.2 in G: `model.dropout=0.2` | 2 | 255.0 ± 7.1 | +45.0 | 127.5 ± 3.5 |"
+          in text)
+  assert "floor 0.56" in text and "N = 2,000" in text and "floor 12.50" in text
   assert sorted(os.listdir(root / "ablation")) == ["dropout_seed0.png", "igan_seed0.png"]
   docs = tmp_path / "docs"
   target = ablation.copy_to_docs(str(root), str(docs))
