@@ -43,7 +43,7 @@ class ResidentData(struct.PyTreeNode):
   """The training set on the device. `order/starts/counts` (class k's images are
   images[order[starts[k]:starts[k]+counts[k]]]) are None for the single-class models."""
   images: jax.Array                 # (M, H, W, C) uint8
-  order: jax.Array | None = None    # (M',) int32
+  order: jax.Array | None = None    # (M,) int32
   starts: jax.Array | None = None   # (N,) int32
   counts: jax.Array | None = None   # (N,) int32
 
@@ -53,7 +53,11 @@ class ResidentData(struct.PyTreeNode):
 
 
 def class_index(labels: np.ndarray, classes: Sequence[int], name: str = "the dataset"):
-  """(order, starts, counts) on the host for the labels `classes` (model class k = classes[k])."""
+  """(order, starts, counts) on the host for the labels `classes` (model class k = classes[k]).
+
+  order holds every image index: class 0's, class 1's, ..., then those of the other labels
+  (never drawn). So its shape is the dataset's, whatever the classes: the training step
+  compiles once per dataset size, not once per choice of `data.classes`."""
   labels = np.asarray(labels)
   members = [np.flatnonzero(labels == c) for c in classes]
   empty = [c for c, m in zip(classes, members) if len(m) == 0]
@@ -64,7 +68,8 @@ def class_index(labels: np.ndarray, classes: Sequence[int], name: str = "the dat
         "set config.data.classes to labels the dataset has")
   counts = np.array([len(m) for m in members], np.int32)
   starts = (np.cumsum(counts) - counts).astype(np.int32)
-  return np.concatenate(members).astype(np.int32), starts, counts
+  others = np.flatnonzero(~np.isin(labels, np.asarray(classes)))
+  return np.concatenate(members + [others]).astype(np.int32), starts, counts
 
 
 def model_classes(config) -> tuple[int, ...] | None:

@@ -23,6 +23,10 @@ def test_per_class_batches_hold_only_their_class():
   classes = (7, 2, 9)  # model class k = dataset label classes[k]
   order, starts, counts = input_pipeline.class_index(labels, classes)
   np.testing.assert_array_equal(counts, [np.sum(labels == c) for c in classes])
+  # Every image is in `order` (the other labels' after the classes'): one shape per dataset.
+  assert sorted(order.tolist()) == list(range(500))
+  end = starts[-1] + counts[-1]
+  assert not np.isin(labels[order[end:]], classes).any()
   real = sample_per_class_batches(images, order, starts, counts, jax.random.PRNGKey(0), (2, 16))
   assert real.shape == (2, 3, 16, 4, 4, 1)
   got = np.rint((np.asarray(real)[..., 0, 0, 0] + 1) * 127.5 / 20).astype(int)  # (2, 3, 16)
