@@ -162,6 +162,9 @@ def to_host(tree):
   """Arrays → numpy on the host, whole in every process: jax.device_get where this process
   holds every shard (one process, or a replicated array), else gathered from the processes
   (multihost_utils.process_allgather; evaluation's features, split along the batch axis)."""
+  if jax.process_count() == 1:  # every shard is here: one batched transfer, as before
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
   def get(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
       return np.asarray(multihost_utils.process_allgather(x, tiled=True))
