@@ -10,7 +10,9 @@ of this study undoes one of them — sets it back to the value of `config.base_c
 paper's stated value or our first reconstruction of an open one (docs/paper.md §4) — or adds one
 candidate change (CANDIDATES), and trains `--iterations` (default 1,000) from `--seeds` training
 seeds (default 0, 1; the default recipe itself 0, 1, 2). So every row answers one question: what
-does this value buy, against the same recipe without it?
+does this value buy, against the same recipe without it? A row `a+b` (`--rows=igan,a+b`) sets
+the values of rows a and b together and trains from the default recipe's seeds: the best single
+changes combined, the candidate for a new default.
 
 Runs, skipping and resuming are those of the reproduction table (igan_jax/reproduce.py): one
 workdir `<root>/<row>_seed<k>` per run, trained by the project's own command (printed before it
@@ -65,6 +67,9 @@ CANDIDATES = (
     ("joint_bn", {"loss.d_bn_batch": "joint"}, "one joint real + fake batch-norm batch in D"),
 )
 ROWS = (BASELINE,) + tuple(r[0] for r in REVERTS) + tuple(c[0] for c in CANDIDATES)
+# A row "a+b" (not among the defaults of --rows) sets the values of both rows at once: the
+# best single changes, tried together over the default recipe's seeds.
+COMBINE = "+"
 # Columns of the page: (key in a run's summary, header, format).
 COLUMNS = (
     ("classifier_fid", "classifier FID", "{:.1f}"),
@@ -87,8 +92,28 @@ def flag_value(value: Any) -> str:
   return repr(value) if isinstance(value, float) else str(value)
 
 
+def combination_parts(row: str) -> list[str]:
+  """The single rows a combination row "a+b+…" joins ([row] for a single row)."""
+  return row.split(COMBINE)
+
+
 def row_overrides(row: str) -> dict[str, Any]:
-  """The config values row `row` sets on top of the default recipe."""
+  """The config values row `row` sets on top of the default recipe; a combination "a+b" sets
+  every value of a and of b (two parts that set one key to different values are refused)."""
+  if COMBINE in row:
+    parts = combination_parts(row)
+    if BASELINE in parts or len(set(parts)) != len(parts) or "" in parts:
+      raise ReproduceError(f"ablation row {row!r}: a combination joins two or more different "
+                           f"rows other than {BASELINE!r} with {COMBINE!r}, e.g. "
+                           f"resize_skip{COMBINE}fake_label")
+    values: dict[str, Any] = {}
+    for part in parts:
+      for key, value in row_overrides(part).items():
+        if key in values and values[key] != value:
+          raise ReproduceError(f"ablation row {row!r}: its parts set {key} to "
+                               f"{values[key]!r} and {value!r}")
+        values[key] = value
+    return values
   if row == BASELINE:
     return {}
   base = config_lib.base_config()
@@ -112,18 +137,21 @@ def describe(row: str) -> str:
   if row == BASELINE:
     return "default recipe (`igan`)"
   flags = " ".join(f"`{k}={flag_value(v)}`" for k, v in row_overrides(row).items())
-  what = {name: text for name, _, text in REVERTS + CANDIDATES}[row]
+  texts = {name: text for name, _, text in REVERTS + CANDIDATES}
+  what = " + ".join(texts[part] for part in combination_parts(row))
   return f"{what}: {flags}"
 
 
 def plan(root: str, rows: Sequence[str], seeds: Sequence[int],
          baseline_seeds: Sequence[int] = BASELINE_SEEDS) -> list[Run]:
-  """The runs, every row's first seed first (a study stopped early already covers each row)."""
+  """The runs, every row's first seed first (a study stopped early already covers each row).
+  The default recipe and the combination rows train from baseline_seeds, the others from
+  seeds: a combination is a candidate for the new default, compared with it seed for seed."""
   root = os.path.abspath(os.path.expanduser(root))
   per_row = []
   for row in rows:
     flags = tuple(f"--config.{k}={flag_value(v)}" for k, v in row_overrides(row).items())
-    row_seeds = baseline_seeds if row == BASELINE else seeds
+    row_seeds = baseline_seeds if row == BASELINE or COMBINE in row else seeds
     per_row.append([Run("igan", s, os.path.join(root, f"{row}_seed{s}"), row=row,
                         overrides=flags) for s in row_seeds])
   depth = max((len(r) for r in per_row), default=0)
@@ -209,7 +237,9 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m igan_jax.ablation",
                               description=__doc__.split("\n")[0])
   p.add_argument("--root", default="runs/ablation", help="where the runs' workdirs go")
-  p.add_argument("--rows", default=",".join(ROWS), help="rows, comma-separated: " + ", ".join(ROWS))
+  p.add_argument("--rows", default=",".join(ROWS),
+                 help="rows, comma-separated: " + ", ".join(ROWS) + "; a row a+b sets both "
+                 "rows' values at once and trains from --baseline_seeds")
   p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="each change's seeds")
   p.add_argument("--baseline_seeds", default=",".join(map(str, BASELINE_SEEDS)),
                  help="the default recipe's seeds")

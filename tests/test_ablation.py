@@ -95,3 +95,31 @@ def test_command_errors_and_dry_run(tmp_path, capsys):
   assert ablation.main([f"--root={tmp_path}", "--dry_run", "--rows=igan,n_critic_3"]) == 0
   out = capsys.readouterr().out
   assert out.count("would run:") == 5 and "--config.n_critic=3" in out
+
+
+def test_a_combination_row_sets_every_value_of_its_parts_from_the_default_seeds(tmp_path):
+  combo = "resize_skip+fake_label"
+  assert ablation.row_overrides(combo) == {**ablation.row_overrides("resize_skip"),
+                                           **ablation.row_overrides("fake_label")}
+  cfg = config_lib.load_config(os.path.join(ROOT, ablation.EXPERIMENT), "igan", check=False)
+  config_lib.apply_overrides(cfg, ablation.row_overrides(combo))
+  config_lib.validate(cfg)
+  assert cfg.model.skip_upsample == "resize" and cfg.loss.fake_label == 0.1
+  runs = ablation.plan(str(tmp_path), ["igan", combo, "dropout"], (0, 1), (0, 1, 2))
+  assert [r.name for r in runs if r.row == combo] == [f"{combo}_seed{s}" for s in (0, 1, 2)]
+  assert [r.name for r in runs if r.row == "dropout"] == ["dropout_seed0", "dropout_seed1"]
+  assert set(runs[1].overrides) == {"--config.model.skip_upsample=resize",
+                                    "--config.loss.fake_label=0.1"}
+  text = ablation.describe(combo)
+  assert "bilinear resize" in text and "fake label smoothed" in text
+  for bad, needle in (("igan+dropout", "other than 'igan'"), ("dropout+dropout", "different"),
+                      ("dropout+", "different"), ("dropout+nope", "unknown ablation row")):
+    with pytest.raises(ablation.ReproduceError, match=needle):
+      ablation.row_overrides(bad)
+
+
+def test_combination_parts_that_disagree_are_refused(monkeypatch):
+  monkeypatch.setattr(ablation, "CANDIDATES", ablation.CANDIDATES + (
+      ("ps_skip", {"model.skip_upsample": "patch"}, "x"),))
+  with pytest.raises(ablation.ReproduceError, match="model.skip_upsample to 'resize' and 'patch'"):
+    ablation.row_overrides("resize_skip+ps_skip")
