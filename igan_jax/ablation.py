@@ -168,8 +168,10 @@ def add_deltas(rows: list[dict]) -> None:
 
 
 def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: int,
-               protocol: dict, command: str, train_lines: Sequence[str]) -> str:
-  """Writes <root>/ablation.md and .json and each row's first grid under <root>/ablation/."""
+               protocol: dict, command: str, train_lines: Sequence[str],
+               missing: Sequence[str] = ()) -> str:
+  """Writes <root>/ablation.md and .json and each row's first grid under <root>/ablation/.
+  missing: the planned runs not trained yet (named on the page: the study is partial)."""
   grid_dir = os.path.join(root, "ablation")
   os.makedirs(grid_dir, exist_ok=True)
   first_runs = {}
@@ -194,7 +196,12 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
       f"(real-vs-real floor {shown(floors['classifier_floor'])}){inception}. Δ FID: the row's "
       "mean classifier FID minus the default's (positive: the change makes it worse, so the "
       "default's value earns its place).", "",
-      markdown_table(rows, columns, first="row"), "",
+      markdown_table(rows, columns, first="row"), ""]
+  if missing:
+    lines += [f"**Partial**: {len(missing)} planned run(s) not trained yet, so not in the "
+              f"table: {', '.join(missing)}. The same command trains them and rewrites this "
+              "page.", ""]
+  lines += [
       "Spike ratio: max / median of the logged d_loss past the first 10 % of the run; period-2 "
       "/ period-4 power: the share of the last grid's spectral power at those periods (real "
       "Fashion-MNIST 0.004 / 0.025); brightness: the last grid's mean (real 0.29); training "
@@ -206,7 +213,8 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
               f"![{s['run']}](ablation/{s['run']}.png)", ""]
   lines += commands_section(command, train_lines)
   return save_page(root, "ablation", lines, dict(iterations=iterations, protocol=protocol,
-                                                  rows=rows, runs=summaries))
+                                                  rows=rows, runs=summaries,
+                                                  missing=list(missing)))
 
 
 def copy_to_docs(root: str, docs: str) -> str:
@@ -283,14 +291,14 @@ def main(argv=None) -> int:
         + [f"--train_flag={f}" for f in args.train_flag])
     train_lines = page_train_commands(summaries, args.root, args.iterations, eval_every,
                                       args.train_flag, args.experiment)
+    missing = [r.name for r in runs if r not in done]
     page = write_page(os.path.abspath(args.root), table_rows, summaries, args.iterations,
-                      protocol, command, train_lines)
+                      protocol, command, train_lines, missing)
     _log(f"wrote {page}")
     if args.docs:
       _log(f"wrote {copy_to_docs(os.path.abspath(args.root), args.docs)}")
     columns = COLUMNS[:1] + (("fid_change", "Δ FID vs default", "{:+.1f}"),) + COLUMNS[1:5]
     print(markdown_table(table_rows, columns, first="row"), flush=True)
-    missing = [r.name for r in runs if r not in done]
     if missing:
       _log(f"not trained yet (not in the table): {', '.join(missing)}")
   except ReproduceError as e:

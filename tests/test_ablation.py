@@ -72,8 +72,10 @@ def test_page_gives_means_and_the_change_against_the_default(tmp_path):
   root = tmp_path / "root"
   page = ablation.write_page(str(root), rows, summaries, 1000,
                              dict(classifier=10_000, inception=2_000),
-                             "python -m igan_jax.ablation", ["python -m igan_jax.main ..."])
+                             "python -m igan_jax.ablation", ["python -m igan_jax.main ..."],
+                             missing=["igan_seed2"])
   text = open(page).read()
+  assert "**Partial**: 1 planned run(s) not trained yet, so not in the table: igan_seed2." in text
   # row | seeds | classifier FID | Δ | Inception FID | ...
   assert ("| dropout 0.2 in G: `model.dropout=0.2` | 2 | 255.0 ± 7.1 | +45.0 | 127.5 ± 3.5 |"
           in text)
