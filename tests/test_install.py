@@ -33,7 +33,11 @@ def requirements(name):
 
 
 def canonical(req):
-  return re.sub(r"\s+", "", req).lower()
+  """A requirement as a comparable value: no spaces, lower case, its version specifiers in
+  sorted order (a wheel's metadata may list `>=a,<b` as `<b,>=a`)."""
+  req = re.sub(r"\s+", "", req).lower()
+  name = re.match(r"[a-z0-9._\[\]-]+", req).group(0)
+  return name + ",".join(sorted(req[len(name):].split(",")))
 
 
 def test_pyproject_declares_the_command_and_the_requirements():
