@@ -110,18 +110,20 @@ def step_config(config) -> StepConfig:
 
 
 @functools.lru_cache(maxsize=16)
-def _static_parts(config_json: str, mesh: Mesh):
-  """(generator, discriminator, jitted inits, jitted assembly of a state) for one config and
-  mesh, built once.
+def _static_parts(config_json: str, shape: tuple[int, int, int], mesh: Mesh):
+  """(generator, discriminator, jitted inits, jitted assembly of a state) for one model, optimiser
+  and n_critic (config_json), image shape and mesh, built once.
 
   Module apply functions and optimisers are static fields of the state, hence part of every jit
   cache key: building them once per config lets states made by separate create_train_state
-  calls (a resume, an evaluation, a test) share compiled steps instead of recompiling. The
-  inits return their variables replicated over the mesh (jit out_shardings): each device
-  computes the same initialisation, so any device count starts from the same numbers.
+  calls (a resume, an evaluation, a test) share compiled steps instead of recompiling. The key
+  holds only what the models and optimisers depend on, so two datasets of one image shape
+  (MNIST and Fashion-MNIST, CelebA and LSUN at 96×96) share them too. The inits return their
+  variables replicated over the mesh (jit out_shardings): each device computes the same
+  initialisation, so any device count starts from the same numbers.
   """
   config = ml_collections.ConfigDict(json.loads(config_json))
-  res, _, ch = image_shape(config)
+  res, _, ch = shape
   g_model = models.build_generator(config.model, res, ch)
   d_model = models.build_discriminator(config.model, res)
   d_tx, g_tx = optim.make_optimizers(config.optim, config.n_critic)
@@ -165,9 +167,9 @@ def create_train_state(config, rng: jax.Array | None = None, mesh: Mesh | None =
   rng = jax.random.PRNGKey(config.seed) if rng is None else rng
   mesh = parallel.mesh_for(config) if mesh is None else mesh
   res, _, ch = image_shape(config)
-  key = json.dumps({k: config.to_dict()[k] for k in ("model", "optim", "n_critic", "data")},
+  key = json.dumps({k: config.to_dict()[k] for k in ("model", "optim", "n_critic")},
                    sort_keys=True)
-  _, _, g_init, d_init, assemble = _static_parts(key, mesh)
+  _, _, g_init, d_init, assemble = _static_parts(key, (res, res, ch), mesh)
   k_g, k_d = jax.random.split(jax.random.fold_in(rng, 0x1A17))
   g_vars = g_init(_host_key(k_g), np.zeros((2, config.model.z_dim), np.float32))
   n = config.num_classes

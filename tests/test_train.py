@@ -89,6 +89,18 @@ class TrainStepTest(absltest.TestCase):
     for x, y in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(s.g_ema)):
       np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
 
+  def test_datasets_of_one_image_shape_share_the_compiled_step(self):
+    # The models depend on the image shape, not on the dataset's name: MNIST's state (same
+    # shape as Fashion-MNIST's, same seed) is the same state and reuses the compiled step
+    # without tracing it again (tests/test_experiments.py trains both in one process).
+    real = jnp.zeros((2, 4, 28, 28, 1))
+    igan_jax.train_step(self.state, real)
+    compiled = train.train_step._cache_size()
+    mnist = igan_jax.create_train_state(tiny_config("mnist", ema_decay=EMA), jax.random.PRNGKey(0))
+    assert_trees_equal(mnist, self.state)
+    igan_jax.train_step(mnist, real)
+    self.assertEqual(train.train_step._cache_size(), compiled)
+
   def test_resume_is_bit_exact(self):
     config, images, k = self.config, _images(), 2
     straight, _ = igan_jax.train_steps(igan_jax.create_train_state(config), images, 2 * k)
