@@ -6,14 +6,20 @@ WORKDIR ?= runs/fashion_mnist
 
 .PHONY: setup setup-test data train test test-fast bench report reproduce ablation clean
 
+# pip installs without byte-compiling every file of every package (--no-compile: most of the
+# test requirements' install time, docs/speed.md); Python writes the bytecode of the modules a
+# command imports the first time it imports them, so make's commands run without
+# PYTHONDONTWRITEBYTECODE.
+unexport PYTHONDONTWRITEBYTECODE
+
 .venv/.ok: requirements.txt
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-compile -r requirements.txt
 	touch $@
 
 .venv/.test-ok: .venv/.ok requirements-test.txt
-	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q --no-compile -r requirements-test.txt
 	touch $@
 
 setup: .venv/.ok
