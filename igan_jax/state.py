@@ -166,10 +166,11 @@ def create_train_state(config, rng: jax.Array | None = None, mesh: Mesh | None =
   (checkpoint.py), whose shardings the restored arrays take."""
   rng = jax.random.PRNGKey(config.seed) if rng is None else rng
   mesh = parallel.mesh_for(config) if mesh is None else mesh
-  res, _, ch = image_shape(config)
+  shape = image_shape(config)
+  res, _, ch = shape
   key = json.dumps({k: config.to_dict()[k] for k in ("model", "optim", "n_critic")},
                    sort_keys=True)
-  _, _, g_init, d_init, assemble = _static_parts(key, (res, res, ch), mesh)
+  _, _, g_init, d_init, assemble = _static_parts(key, shape, mesh)
   k_g, k_d = jax.random.split(jax.random.fold_in(rng, 0x1A17))
   g_vars = g_init(_host_key(k_g), np.zeros((2, config.model.z_dim), np.float32))
   n = config.num_classes

@@ -5,8 +5,8 @@ parallel flags and keys.
 
 The device count is fixed when JAX starts, so every 4-device check runs in one subprocess with
 4 forced CPU devices (tests/parallel_worker.py: one JAX start, each program compiled once); the
-tests below assert on the JSON it prints. The two-process run (slow) is the command line twice,
-on localhost, 2 CPU devices each, collectives over gloo.
+tests below assert on the JSON it prints. The two-process runs (slow) are the command line
+twice, on localhost, 2 CPU devices each, collectives over gloo.
 """
 import json
 import os
