@@ -22,8 +22,16 @@ classifier at N = `--num_samples` (default 10,000 vs 10,000 test images) and by 
 at N = `--inception_samples` (default 2,000, as the reproduction table; 0 = none): the two
 feature spaces can rank runs differently (docs/reproduction.md). The page `<root>/ablation.md`
 (and `--docs=DIR`: DIR/ablation_table.md with each row's first grid under DIR/ablation_table/)
-gives per row the mean ± sd over seeds of every run-report number, and the change of the mean
-classifier FID against the default recipe's.
+gives per row the mean ± sd over seeds of every run-report number, and the change of the
+classifier and Inception FID against the default recipe's, seed for seed (add_deltas).
+
+A study can outlive its workdirs (a new machine, a cleaned disk). `--docs=DIR` also writes the
+numbers behind the page as DIR/ablation_table.json, and `--recorded=DIR/ablation_table.json`
+puts back in the table every planned run that is not trained under `--root` but was recorded
+there with the same row, seed, flags, length and evaluation protocol (the page names them):
+
+    python -m igan_jax.ablation --root=runs/ablation --stage=table --docs=docs \
+        --recorded=docs/ablation_table.json
 """
 from __future__ import annotations
 
@@ -36,7 +44,7 @@ from typing import Any, Sequence
 
 from igan_jax import config as config_lib
 from igan_jax.reproduce import (EXPERIMENT, ReproduceError, Run, evaluate, eval_protocol,
-                                find_experiment, page_train_commands, summarise, train_stage,
+                                find_experiment, page_train_commands, summarise, train_stage, trained,
                                 trained_runs)
 from igan_jax.reproduction_page import (aggregate, commands_section, markdown_table, runs_table,
                                         save_page)
@@ -158,28 +166,89 @@ def plan(root: str, rows: Sequence[str], seeds: Sequence[int],
   return [runs[i] for i in range(depth) for runs in per_row if i < len(runs)]
 
 
-def add_deltas(rows: list[dict]) -> None:
-  """Each row's change of the mean classifier FID against the default recipe's (negative:
-  better than the default, i.e. the default's value for that key is the worse one)."""
-  base = next((r for r in rows if r["row"] == BASELINE and "classifier_fid" in r), None)
+def add_deltas(rows: list[dict], summaries: Sequence[dict]) -> None:
+  """Each row's change of the classifier FID and the Inception FID against the default
+  recipe's, seed for seed: the mean over the seeds both have of (row's run − default's run of
+  that seed), with the number of pairs (negative: better than the default, i.e. the default's
+  value for that key is the worse one). Pairing matters: at 1,000 iterations two seeds of one
+  recipe differ by ~30 in classifier FID, so a one-seed row against the default's mean over
+  other seeds mixes the change with the seed."""
+  by_seed = {(s["row"], s["seed"]): s for s in summaries}
+  base_seeds = [s["seed"] for s in summaries if s["row"] == BASELINE]
   for row in rows:
-    if base is not None and "classifier_fid" in row:
-      row["fid_change"] = (row["classifier_fid"][0] - base["classifier_fid"][0], None)
+    for key, out in (("classifier_fid", "fid_change"), ("inception_fid", "inception_change")):
+      pairs = [(by_seed[(row["row"], k)].get(key), by_seed[(BASELINE, k)].get(key))
+               for k in row["seeds"] if k in base_seeds]
+      diffs = [a - b for a, b in pairs if a is not None and b is not None]
+      if diffs:
+        row[out] = (sum(diffs) / len(diffs), None)
+        row[out + "_pairs"] = len(diffs)
+
+
+def _with_deltas(columns: Sequence[tuple]) -> tuple:
+  """The page's columns with each FID followed by its paired change against the default."""
+  out = []
+  for column in columns:
+    out.append(column)
+    if column[0] == "classifier_fid":
+      out.append(("fid_change", "Δ vs default, same seeds", "{:+.1f}"))
+    elif column[0] == "inception_fid":
+      out.append(("inception_change", "Δ vs default, same seeds", "{:+.1f}"))
+  return tuple(out)
+
+
+def load_recorded(path: str) -> dict[str, dict]:
+  """The runs an earlier table recorded (its JSON: `<root>/ablation.json`, or the copy that
+  `--docs` writes as DIR/ablation_table.json), by run name. A study can outlive its workdirs
+  (a new machine, a cleaned disk): a run recorded there need not be trained again to stay in
+  the table. Each returned summary is marked `recorded` with the file it came from."""
+  try:
+    with open(path) as f:
+      runs = json.load(f)["runs"]
+  except OSError as e:
+    raise ReproduceError(f"--recorded={path}: cannot read it ({e.strerror}); give the JSON an "
+                         "earlier `python -m igan_jax.ablation` wrote (<root>/ablation.json or "
+                         "DIR/ablation_table.json)") from None
+  except (ValueError, KeyError, TypeError):
+    raise ReproduceError(f"--recorded={path}: not the JSON of an ablation table (no list "
+                         "'runs'); give <root>/ablation.json or DIR/ablation_table.json") from None
+  return {r["run"]: dict(r, recorded=path) for r in runs}
+
+
+def recorded_summary(run: Run, iterations: int, protocol: dict, recorded: dict[str, dict],
+                     docs: str = "") -> dict | None:
+  """The recorded summary of `run` when it is the same run evaluated the same way — row, seed,
+  flags, step and each backbone's N — else None (a record of another recipe, length or
+  protocol is not this run's). Its grid is the recorded one where that file still exists, else
+  DIR/ablation_table/<run>.png of --docs."""
+  s = recorded.get(run.name)
+  if (s is None or s.get("row") != run.row or s.get("seed") != run.seed
+      or list(s.get("overrides", ())) != list(run.overrides) or s.get("step") != iterations
+      or s.get("classifier_n") != protocol["classifier"]
+      or (protocol["inception"] and s.get("inception_n") != protocol["inception"])):
+    return None
+  grid = s.get("grid") or ""
+  if not os.path.exists(grid) and docs:
+    grid = os.path.join(docs, "ablation_table", f"{run.name}.png")
+  return dict(s, grid=grid if os.path.exists(grid) else None)
 
 
 def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: int,
                protocol: dict, command: str, train_lines: Sequence[str],
                missing: Sequence[str] = ()) -> str:
   """Writes <root>/ablation.md and .json and each row's first grid under <root>/ablation/.
-  missing: the planned runs not trained yet (named on the page: the study is partial)."""
+  missing: the planned runs not trained yet (named on the page: the study is partial).
+  Summaries marked `recorded` (load_recorded) are named on the page as such."""
   grid_dir = os.path.join(root, "ablation")
   os.makedirs(grid_dir, exist_ok=True)
   first_runs = {}
   for s in summaries:
     first_runs.setdefault(s["row"], s)
   for s in first_runs.values():
-    shutil.copyfile(s["grid"], os.path.join(grid_dir, f"{s['run']}.png"))
-  columns = COLUMNS[:1] + (("fid_change", "Δ FID vs default", "{:+.1f}"),) + COLUMNS[1:]
+    target = os.path.join(grid_dir, f"{s['run']}.png")
+    if s.get("grid") and os.path.abspath(s["grid"]) != os.path.abspath(target):
+      shutil.copyfile(s["grid"], target)
+  columns = _with_deltas(COLUMNS)
   floors = {key: min((s[key] for s in summaries if s.get(key)), default=None)
             for key in ("classifier_floor", "inception_floor")}
   shown = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
@@ -193,10 +262,15 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
       "mean ± sd over training seeds; each run's checkpoint "
       f"{iterations:,} evaluated with latent seed 0, classifier features at N = "
       f"{protocol['classifier']:,} generated vs {protocol['classifier']:,} test images "
-      f"(real-vs-real floor {shown(floors['classifier_floor'])}){inception}. Δ FID: the row's "
-      "mean classifier FID minus the default's (positive: the change makes it worse, so the "
+      f"(real-vs-real floor {shown(floors['classifier_floor'])}){inception}. Δ vs default: the "
+      "mean over the seeds the row shares with the default recipe of (the row's FID − the "
+      "default's FID of that seed), seed for seed (positive: the change makes it worse, so the "
       "default's value earns its place).", "",
       markdown_table(rows, columns, first="row"), ""]
+  recorded = [s["run"] for s in summaries if s.get("recorded")]
+  if recorded:
+    lines += [f"Recorded by an earlier table (`--recorded`; their workdirs are not on this "
+              f"machine, each run's machine is in its line below): {', '.join(recorded)}.", ""]
   if missing:
     lines += [f"**Partial**: {len(missing)} planned run(s) not trained yet, so not in the "
               f"table: {', '.join(missing)}. The same command trains them and rewrites this "
@@ -218,7 +292,9 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
 
 
 def copy_to_docs(root: str, docs: str) -> str:
-  """DIR/ablation_table.md with its grids under DIR/ablation_table/."""
+  """DIR/ablation_table.md with its grids under DIR/ablation_table/, and the numbers behind it
+  as DIR/ablation_table.json (what `--recorded` reads back; workdirs as paths relative to the
+  current directory where they lie under it, grids as the docs' copies)."""
   img_dir = os.path.join(docs, "ablation_table")
   os.makedirs(img_dir, exist_ok=True)
   for name in os.listdir(os.path.join(root, "ablation")):
@@ -228,6 +304,18 @@ def copy_to_docs(root: str, docs: str) -> str:
   target = os.path.join(docs, "ablation_table.md")
   with open(target, "w") as f:
     f.write(text)
+  with open(os.path.join(root, "ablation.json")) as f:
+    data = json.load(f)
+  here = os.getcwd()
+  for run in data["runs"]:
+    for key in ("workdir", "evaluation"):
+      path = run.get(key)
+      if path and os.path.isabs(path) and os.path.commonpath([here, path]) == here:
+        run[key] = os.path.relpath(path, here)
+    grid = os.path.join(img_dir, f"{run['run']}.png")
+    run["grid"] = os.path.relpath(grid, here) if os.path.exists(grid) else None
+  with open(os.path.join(docs, "ablation_table.json"), "w") as f:
+    json.dump(data, f, indent=2, default=list)
   return target
 
 
@@ -261,6 +349,10 @@ def main(argv=None) -> int:
   p.add_argument("--stage", choices=("all", "train", "table"), default="all",
                  help="train: runs only; table: evaluate and tabulate the runs that are trained")
   p.add_argument("--docs", default="", help="also write DIR/ablation_table.md and its grids")
+  p.add_argument("--recorded", default="",
+                 help="an earlier table's JSON (<root>/ablation.json or DIR/ablation_table.json):"
+                 " a planned run not trained under --root but recorded there (same row, seed, "
+                 "flags and length) enters the table from the record")
   p.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
   args = p.parse_args(argv)
   try:
@@ -279,25 +371,35 @@ def main(argv=None) -> int:
                   experiment=args.experiment, dry_run=args.dry_run, log=_log)
     if args.stage == "train" or args.dry_run:
       return 0
-    done = trained_runs(runs, args.iterations, args.root)
     protocol = eval_protocol(args.num_samples, args.inception_samples)
+    recorded = load_recorded(args.recorded) if args.recorded else {}
+    done = [run for run in runs if trained(run.workdir, args.iterations)]
+    kept = {run.name: s for run in runs if run not in done and
+            (s := recorded_summary(run, args.iterations, protocol, recorded, args.docs))
+            is not None}
+    if not kept:
+      done = trained_runs(runs, args.iterations, args.root)  # none at all: say what to do
     summaries = [summarise(run, args.iterations, evaluate(run, args.iterations, protocol,
-                                                          log=_log)) for run in done]
+                                                          log=_log))
+                 if run in done else kept[run.name]
+                 for run in runs if run in done or run.name in kept]
+    if kept:
+      _log(f"{len(kept)} run(s) from {args.recorded}: {', '.join(kept)}")
     table_rows = aggregate(summaries, labels={row: describe(row) for row in rows})
-    add_deltas(table_rows)
+    add_deltas(table_rows, summaries)
     command = "python -m igan_jax.ablation " + " ".join(
         [f"--root={args.root}", f"--rows={args.rows}", f"--seeds={args.seeds}",
          f"--baseline_seeds={args.baseline_seeds}", f"--iterations={args.iterations}"]
         + [f"--train_flag={f}" for f in args.train_flag])
     train_lines = page_train_commands(summaries, args.root, args.iterations, eval_every,
                                       args.train_flag, args.experiment)
-    missing = [r.name for r in runs if r not in done]
+    missing = [r.name for r in runs if r not in done and r.name not in kept]
     page = write_page(os.path.abspath(args.root), table_rows, summaries, args.iterations,
                       protocol, command, train_lines, missing)
     _log(f"wrote {page}")
     if args.docs:
       _log(f"wrote {copy_to_docs(os.path.abspath(args.root), args.docs)}")
-    columns = COLUMNS[:1] + (("fid_change", "Δ FID vs default", "{:+.1f}"),) + COLUMNS[1:5]
+    columns = _with_deltas(COLUMNS[:5])
     print(markdown_table(table_rows, columns, first="row"), flush=True)
     if missing:
       _log(f"not trained yet (not in the table): {', '.join(missing)}")

@@ -67,8 +67,9 @@ def test_page_gives_means_and_the_change_against_the_default(tmp_path):
                _summary(tmp_path, "dropout", 0, 250.0), _summary(tmp_path, "dropout", 1, 260.0)]
   rows = ablation.aggregate(summaries, labels={r: ablation.describe(r) for r in ("igan",
                                                                                   "dropout")})
-  ablation.add_deltas(rows)
+  ablation.add_deltas(rows, summaries)
   assert rows[1]["fid_change"] == (45.0, None) and rows[0]["fid_change"] == (0.0, None)
+  assert rows[1]["inception_change"] == (22.5, None) and rows[1]["fid_change_pairs"] == 2
   root = tmp_path / "root"
   page = ablation.write_page(str(root), rows, summaries, 1000,
                              dict(classifier=10_000, inception=2_000),
@@ -77,14 +78,69 @@ def test_page_gives_means_and_the_change_against_the_default(tmp_path):
   text = open(page).read()
   assert "**Partial**: 1 planned run(s) not trained yet, so not in the table: igan_seed2." in text
   # row | seeds | classifier FID | Δ | Inception FID | ...
-  assert ("| dropout 0.2 in G: `model.dropout=0.2` | 2 | 255.0 ± 7.1 | +45.0 | 127.5 ± 3.5 |"
-          in text)
+  assert ("| dropout 0.2 in G: `model.dropout=0.2` | 2 | 255.0 ± 7.1 | +45.0 | 127.5 ± 3.5 | "
+          "+22.5 |" in text)
   assert "floor 0.56" in text and "N = 2,000" in text and "floor 12.50" in text
   assert sorted(os.listdir(root / "ablation")) == ["dropout_seed0.png", "igan_seed0.png"]
   docs = tmp_path / "docs"
   target = ablation.copy_to_docs(str(root), str(docs))
   assert "](ablation_table/dropout_seed0.png)" in open(target).read()
   assert json.loads((root / "ablation.json").read_text())["rows"][1]["row"] == "dropout"
+
+
+def test_the_change_against_the_default_pairs_runs_of_one_seed(tmp_path):
+  # A one-seed row is compared with the default's run of that seed, not with the default's
+  # mean over other seeds: here seed 1 of the default is 100 better than seed 0.
+  summaries = [_summary(tmp_path, "igan", 0, 300.0), _summary(tmp_path, "igan", 1, 200.0),
+               _summary(tmp_path, "igan", 2, 250.0), _summary(tmp_path, "dropout", 1, 210.0),
+               _summary(tmp_path, "fake_label", 3, 190.0)]
+  rows = ablation.aggregate(summaries, labels={})
+  ablation.add_deltas(rows, summaries)
+  by_row = {r["row"]: r for r in rows}
+  assert by_row["dropout"]["fid_change"] == (10.0, None)  # against 200, not the mean 250
+  assert by_row["dropout"]["fid_change_pairs"] == 1
+  assert "fid_change" not in by_row["fake_label"]  # no default run of seed 3: no pair, no Δ
+
+
+def test_a_table_keeps_the_runs_an_earlier_table_recorded(tmp_path, monkeypatch, capsys):
+  # The runs of an earlier table whose workdirs are gone (a new machine) stay in the table from
+  # its JSON; a record of another recipe, length or protocol is not taken for the planned run.
+  monkeypatch.chdir(tmp_path)
+  first = tmp_path / "first"
+  planned = {r.name: r for r in ablation.plan(str(first), ["igan", "dropout"], (0, 1), (0, 1))}
+  summaries = []
+  for name, fid in (("igan_seed0", 300.0), ("igan_seed1", 280.0), ("dropout_seed0", 320.0),
+                    ("dropout_seed1", 310.0)):
+    run = planned[name]
+    summaries.append(dict(_summary(tmp_path, run.row, run.seed, fid), overrides=list(run.overrides),
+                          step=1000, classifier_n=10_000, inception_n=2_000, workdir=run.workdir))
+  summaries[3]["step"] = 500  # another length: not dropout_seed1's record
+  rows = ablation.aggregate(summaries, labels={})
+  ablation.write_page(str(first), rows, summaries, 1000, dict(classifier=10_000, inception=2_000),
+                      "python -m igan_jax.ablation", [])
+  docs = tmp_path / "docs"
+  ablation.copy_to_docs(str(first), str(docs))
+  record = json.loads((docs / "ablation_table.json").read_text())
+  assert record["runs"][0]["workdir"] == os.path.join("first", "igan_seed0")  # no machine path
+  assert record["runs"][0]["grid"] == os.path.join("docs", "ablation_table", "igan_seed0.png")
+  for f in (tmp_path / "first").glob("*.json"):
+    f.unlink()
+  args = ["--root=second", "--rows=igan,dropout", "--seeds=0,1", "--baseline_seeds=0,1",
+          "--stage=table", "--recorded=docs/ablation_table.json", "--docs=docs"]
+  assert ablation.main(args) == 0
+  out = capsys.readouterr().out
+  assert "3 run(s) from docs/ablation_table.json: igan_seed0, dropout_seed0, igan_seed1" in out
+  assert "not trained yet (not in the table): dropout_seed1" in out
+  text = (docs / "ablation_table.md").read_text()
+  assert "Recorded by an earlier table" in text and "igan_seed0, dropout_seed0, igan_seed1" in text
+  assert "| 1 | 320.0 | +20.0 |" in text  # dropout: one seed, paired with the default's seed 0
+  assert (docs / "ablation_table" / "igan_seed0.png").exists()
+  # Evaluated with another N: the record is not this table's.
+  assert ablation.main(args + ["--num_samples=2000"]) == 2
+  assert "no run under" in capsys.readouterr().err
+  for bad, needle in (("nothing.json", "cannot read it"), ("docs/ablation_table.md", "not the JSON")):
+    assert ablation.main(args[:-2] + [f"--recorded={bad}"]) == 2
+    assert needle in capsys.readouterr().err
 
 
 def test_command_errors_and_dry_run(tmp_path, capsys):
