@@ -166,13 +166,38 @@ def plan(root: str, rows: Sequence[str], seeds: Sequence[int],
   return [runs[i] for i in range(depth) for runs in per_row if i < len(runs)]
 
 
+def machine_kind(summary: dict) -> str:
+  """The kind of machine a run trained on ("AMD EPYC, family 25, 2 cores"; several joined by
+  " + " when it was resumed on another)."""
+  return " + ".join(summary.get("machines") or ()) or "machine not recorded"
+
+
+def aggregate_by_machine(summaries: Sequence[dict], labels: dict) -> list[dict]:
+  """Per row and machine kind: n runs and mean / sd of every column (aggregate), each line
+  labelled with its machine when the runs trained on more than one kind. The same seed on
+  another kind of CPU is another run, and kinds are compared only side by side (docs/ablation.md
+  §6), so a row's runs on two kinds are two lines, each against the default on its own kind."""
+  kinds = list(dict.fromkeys(machine_kind(s) for s in summaries))
+  order = list(dict.fromkeys(s["row"] for s in summaries))
+  rows = []
+  for kind in kinds:
+    for row in aggregate([s for s in summaries if machine_kind(s) == kind], labels):
+      row["machine"] = kind
+      if len(kinds) > 1:
+        row["label"] = f"{row['label']} — {kind}"
+      rows.append(row)
+  return sorted(rows, key=lambda r: (order.index(r["row"]), kinds.index(r["machine"])))
+
+
 def add_deltas(rows: list[dict]) -> None:
   """Each row's change of the mean classifier FID and the mean Inception FID against the
-  default recipe's (negative: better than the default, i.e. the default's value for that key
-  is the worse one). Not paired by seed: the same seed trained on another kind of CPU is another
-  run (docs/ablation.md §6), so the default recipe's own sd over seeds is the yardstick."""
-  base = next((r for r in rows if r["row"] == BASELINE), None)
+  default recipe's on the same kind of machine (negative: better than the default, i.e. the
+  default's value for that key is the worse one). Not paired by seed: at 1,000 iterations two
+  seeds of one recipe differ by tens of FID, so the default recipe's own sd over seeds is the
+  yardstick."""
+  bases = {r.get("machine"): r for r in rows if r["row"] == BASELINE}
   for row in rows:
+    base = bases.get(row.get("machine"))
     for key, out in (("classifier_fid", "fid_change"), ("inception_fid", "inception_change")):
       if base is not None and key in base and key in row:
         row[out] = (row[key][0] - base[key][0], None)
@@ -256,14 +281,15 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
       f"{iterations:,} evaluated with latent seed 0, classifier features at N = "
       f"{protocol['classifier']:,} generated vs {protocol['classifier']:,} test images "
       f"(real-vs-real floor {shown(floors['classifier_floor'])}){inception}. Δ vs default: the "
-      "row's mean FID minus the default recipe's (positive: the change makes it worse, so the "
-      "default's value earns its place); read it against the default's own sd over seeds, "
-      "since each run's machine is part of its outcome.", "",
+      "row's mean FID minus the default recipe's on the same kind of machine (positive: the "
+      "change makes it worse, so the default's value earns its place); read it against the "
+      "default's own sd over seeds. The same seed on another kind of CPU is another run: runs "
+      "on several kinds are one line per kind.", "",
       markdown_table(rows, columns, first="row"), ""]
   recorded = [s["run"] for s in summaries if s.get("recorded")]
   if recorded:
-    lines += [f"Recorded by an earlier table (`--recorded`; their workdirs are not on this "
-              f"machine, each run's machine is in its line below): {', '.join(recorded)}.", ""]
+    lines += [f"Recorded by an earlier table (`--recorded`; their workdirs are not here, each "
+              f"run's machine is in its line below): {', '.join(recorded)}.", ""]
   if missing:
     lines += [f"**Partial**: {len(missing)} planned run(s) not trained yet, so not in the "
               f"table: {', '.join(missing)}. The same command trains them and rewrites this "
@@ -367,18 +393,21 @@ def main(argv=None) -> int:
     protocol = eval_protocol(args.num_samples, args.inception_samples)
     recorded = load_recorded(args.recorded) if args.recorded else {}
     done = [run for run in runs if trained(run.workdir, args.iterations)]
-    kept = {run.name: s for run in runs if run not in done and
+    local = {run.name: summarise(run, args.iterations,
+                                 evaluate(run, args.iterations, protocol, log=_log))
+             for run in done}
+    # A recorded run enters unless this very run (same name, same kind of machine) is trained
+    # here: the same seed on another kind of machine is another run, so both count.
+    kept = {run.name: s for run in runs if
             (s := recorded_summary(run, args.iterations, protocol, recorded, args.docs))
-            is not None}
-    if not kept:
-      done = trained_runs(runs, args.iterations, args.root)  # none at all: say what to do
-    summaries = [summarise(run, args.iterations, evaluate(run, args.iterations, protocol,
-                                                          log=_log))
-                 if run in done else kept[run.name]
-                 for run in runs if run in done or run.name in kept]
+            is not None and (run.name not in local
+                             or machine_kind(s) != machine_kind(local[run.name]))}
+    if not local and not kept:
+      trained_runs(runs, args.iterations, args.root)  # none at all: says what to do
+    summaries = [s for run in runs for s in (local.get(run.name), kept.get(run.name)) if s]
     if kept:
       _log(f"{len(kept)} run(s) from {args.recorded}: {', '.join(kept)}")
-    table_rows = aggregate(summaries, labels={row: describe(row) for row in rows})
+    table_rows = aggregate_by_machine(summaries, labels={row: describe(row) for row in rows})
     add_deltas(table_rows)
     command = "python -m igan_jax.ablation " + " ".join(
         [f"--root={args.root}", f"--rows={args.rows}", f"--seeds={args.seeds}",
@@ -386,7 +415,7 @@ def main(argv=None) -> int:
         + [f"--train_flag={f}" for f in args.train_flag])
     train_lines = page_train_commands(summaries, args.root, args.iterations, eval_every,
                                       args.train_flag, args.experiment)
-    missing = [r.name for r in runs if r not in done and r.name not in kept]
+    missing = [r.name for r in runs if r.name not in local and r.name not in kept]
     page = write_page(os.path.abspath(args.root), table_rows, summaries, args.iterations,
                       protocol, command, train_lines, missing)
     _log(f"wrote {page}")

@@ -129,6 +129,37 @@ def test_a_table_keeps_the_runs_an_earlier_table_recorded(tmp_path, monkeypatch,
     assert needle in capsys.readouterr().err
 
 
+def test_runs_on_two_kinds_of_machine_are_one_line_per_kind(tmp_path, monkeypatch, capsys):
+  # The same seed on another kind of CPU is another run: a recorded run of kind A stays beside
+  # this machine's run of the same name (kind B), a recorded run of kind B does not (it would
+  # be this very run twice), and each row is compared with the default on its own kind.
+  monkeypatch.chdir(tmp_path)
+  planned = {r.name: r for r in ablation.plan("runs", ["igan", "dropout"], (0,), (0,))}
+  def summary(name, fid, kind):
+    run = planned[name]
+    return dict(_summary(tmp_path, run.row, run.seed, fid), overrides=list(run.overrides),
+                step=1000, classifier_n=10_000, inception_n=2_000, machines=[kind])
+  (tmp_path / "old").mkdir()
+  (tmp_path / "old" / "ablation.json").write_text(json.dumps(dict(runs=[
+      summary("igan_seed0", 300.0, "A"), summary("dropout_seed0", 290.0, "B")])))
+  here = {"igan_seed0": summary("igan_seed0", 200.0, "B"),
+          "dropout_seed0": summary("dropout_seed0", 230.0, "B")}
+  monkeypatch.setattr(ablation, "trained", lambda workdir, it: True)
+  monkeypatch.setattr(ablation, "evaluate", lambda run, step, protocol, log: {})
+  monkeypatch.setattr(ablation, "summarise", lambda run, step, record: here[run.name])
+  assert ablation.main(["--root=runs", "--rows=igan,dropout", "--seeds=0", "--baseline_seeds=0",
+                        "--stage=table", "--recorded=old/ablation.json"]) == 0
+  assert "1 run(s) from old/ablation.json: igan_seed0" in capsys.readouterr().out
+  text = (tmp_path / "runs" / "ablation.md").read_text()
+  assert "| default recipe (`igan`) — B | 1 | 200.0 | +0.0 |" in text
+  assert "| dropout 0.2 in G: `model.dropout=0.2` — B | 1 | 230.0 | +30.0 |" in text
+  assert "| default recipe (`igan`) — A | 1 | 300.0 | +0.0 |" in text
+  assert "290.0" not in text  # kind B's record of dropout_seed0 is the run trained here
+  data = json.loads((tmp_path / "runs" / "ablation.json").read_text())
+  assert [(r["run"], r["machines"]) for r in data["runs"]] == [
+      ("igan_seed0", ["B"]), ("igan_seed0", ["A"]), ("dropout_seed0", ["B"])]
+
+
 def test_command_errors_and_dry_run(tmp_path, capsys):
   assert ablation.main([f"--root={tmp_path}", "--rows=igan,nope"]) == 2
   assert "unknown ablation row 'nope'" in capsys.readouterr().err
