@@ -251,6 +251,17 @@ def recorded_summary(run: Run, iterations: int, protocol: dict, recorded: dict[s
   return dict(s, grid=grid if os.path.exists(grid) else None)
 
 
+def grid_file(summary: dict, summaries: Sequence[dict]) -> str:
+  """The file name of a run's grid beside the page: <run>.png, or, for a run trained here that
+  shares its name with a recorded run of another kind of machine, <run>-<machine kind>.png (so
+  the recorded run's grid is not overwritten)."""
+  twins = sum(1 for s in summaries if s["run"] == summary["run"]) > 1
+  if not twins or summary.get("recorded"):
+    return f"{summary['run']}.png"
+  kind = "".join(c if c.isalnum() else "-" for c in machine_kind(summary).lower())
+  return f"{summary['run']}-{'-'.join(p for p in kind.split('-') if p)}.png"
+
+
 def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: int,
                protocol: dict, command: str, train_lines: Sequence[str],
                missing: Sequence[str] = ()) -> str:
@@ -263,7 +274,7 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
   for s in summaries:
     first_runs.setdefault(s["row"], s)
   for s in first_runs.values():
-    target = os.path.join(grid_dir, f"{s['run']}.png")
+    target = os.path.join(grid_dir, grid_file(s, summaries))
     if s.get("grid") and os.path.abspath(s["grid"]) != os.path.abspath(target):
       shutil.copyfile(s["grid"], target)
   columns = _with_deltas(COLUMNS)
@@ -303,7 +314,7 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
       "## First seed's last grid per row", ""]
   for s in first_runs.values():
     lines += [f"**{s['run']}**: {describe(s['row'])}  ",
-              f"![{s['run']}](ablation/{s['run']}.png)", ""]
+              f"![{s['run']}](ablation/{grid_file(s, summaries)})", ""]
   lines += commands_section(command, train_lines)
   return save_page(root, "ablation", lines, dict(iterations=iterations, protocol=protocol,
                                                   rows=rows, runs=summaries,
@@ -331,7 +342,7 @@ def copy_to_docs(root: str, docs: str) -> str:
       path = run.get(key)
       if path and os.path.isabs(path) and os.path.commonpath([here, path]) == here:
         run[key] = os.path.relpath(path, here)
-    grid = os.path.join(img_dir, f"{run['run']}.png")
+    grid = os.path.join(img_dir, grid_file(run, data["runs"]))
     run["grid"] = os.path.relpath(grid, here) if os.path.exists(grid) else None
   with open(os.path.join(docs, "ablation_table.json"), "w") as f:
     json.dump(data, f, indent=2, default=list)

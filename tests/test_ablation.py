@@ -155,6 +155,9 @@ def test_runs_on_two_kinds_of_machine_are_one_line_per_kind(tmp_path, monkeypatc
   assert "| dropout 0.2 in G: `model.dropout=0.2` — B | 1 | 230.0 | +30.0 |" in text
   assert "| default recipe (`igan`) — A | 1 | 300.0 | +0.0 |" in text
   assert "290.0" not in text  # kind B's record of dropout_seed0 is the run trained here
+  # This machine's igan_seed0 grid does not overwrite the recorded one of the same name.
+  assert "](ablation/igan_seed0-b.png)" in text
+  assert os.path.exists(tmp_path / "runs" / "ablation" / "igan_seed0-b.png")
   data = json.loads((tmp_path / "runs" / "ablation.json").read_text())
   assert [(r["run"], r["machines"]) for r in data["runs"]] == [
       ("igan_seed0", ["B"]), ("igan_seed0", ["A"]), ("dropout_seed0", ["B"])]
