@@ -44,8 +44,8 @@ from typing import Any, Sequence
 
 from igan_jax import config as config_lib
 from igan_jax.reproduce import (EXPERIMENT, ReproduceError, Run, evaluate, eval_protocol,
-                                find_experiment, page_train_commands, summarise, train_stage, trained,
-                                trained_runs)
+                                find_experiment, page_train_commands, summarise, train_stage,
+                                trained, trained_runs)
 from igan_jax.reproduction_page import (aggregate, commands_section, markdown_table, runs_table,
                                         save_page)
 
@@ -215,11 +215,12 @@ def _with_deltas(columns: Sequence[tuple]) -> tuple:
   return tuple(out)
 
 
-def load_recorded(path: str) -> dict[str, dict]:
+def load_recorded(path: str) -> dict[str, list[dict]]:
   """The runs an earlier table recorded (its JSON: `<root>/ablation.json`, or the copy that
-  `--docs` writes as DIR/ablation_table.json), by run name. A study can outlive its workdirs
-  (a new machine, a cleaned disk): a run recorded there need not be trained again to stay in
-  the table. Each returned summary is marked `recorded` with the file it came from."""
+  `--docs` writes as DIR/ablation_table.json), by run name: a list, since one name can have
+  been trained on several kinds of machine. A study can outlive its workdirs (a new machine, a
+  cleaned disk): a run recorded there need not be trained again to stay in the table. Each
+  returned summary is marked `recorded` with the file it came from."""
   try:
     with open(path) as f:
       runs = json.load(f)["runs"]
@@ -230,31 +231,38 @@ def load_recorded(path: str) -> dict[str, dict]:
   except (ValueError, KeyError, TypeError):
     raise ReproduceError(f"--recorded={path}: not the JSON of an ablation table (no list "
                          "'runs'); give <root>/ablation.json or DIR/ablation_table.json") from None
-  return {r["run"]: dict(r, recorded=path) for r in runs}
+  by_name: dict[str, list[dict]] = {}
+  for r in runs:
+    by_name.setdefault(r["run"], []).append(dict(r, recorded=path))
+  return by_name
 
 
-def recorded_summary(run: Run, iterations: int, protocol: dict, recorded: dict[str, dict],
-                     docs: str = "") -> dict | None:
-  """The recorded summary of `run` when it is the same run evaluated the same way — row, seed,
-  flags, step and each backbone's N — else None (a record of another recipe, length or
-  protocol is not this run's). Its grid is the recorded one where that file still exists, else
-  DIR/ablation_table/<run>.png of --docs."""
-  s = recorded.get(run.name)
-  if (s is None or s.get("row") != run.row or s.get("seed") != run.seed
-      or list(s.get("overrides", ())) != list(run.overrides) or s.get("step") != iterations
-      or s.get("classifier_n") != protocol["classifier"]
-      or (protocol["inception"] and s.get("inception_n") != protocol["inception"])):
-    return None
-  grid = s.get("grid") or ""
-  if not os.path.exists(grid) and docs:
-    grid = os.path.join(docs, "ablation_table", f"{run.name}.png")
-  return dict(s, grid=grid if os.path.exists(grid) else None)
+def recorded_summaries(run: Run, iterations: int, protocol: dict,
+                       recorded: dict[str, list[dict]], docs: str = "") -> list[dict]:
+  """The recorded summaries of `run` (one per kind of machine it trained on) that are the same
+  run evaluated the same way — row, seed, flags, step and each backbone's N; a record of another
+  recipe, length or protocol is not this run's. Each grid is the recorded file where it still
+  exists, else the file of that name under DIR/ablation_table/ of --docs, else None."""
+  out = []
+  for s in recorded.get(run.name, ()):
+    if (s.get("row") != run.row or s.get("seed") != run.seed
+        or list(s.get("overrides", ())) != list(run.overrides) or s.get("step") != iterations
+        or s.get("classifier_n") != protocol["classifier"]
+        or (protocol["inception"] and s.get("inception_n") != protocol["inception"])):
+      continue
+    grid = s.get("grid") or ""
+    if grid and not os.path.exists(grid) and docs:
+      grid = os.path.join(docs, "ablation_table", os.path.basename(grid))
+    out.append(dict(s, grid=grid if grid and os.path.exists(grid) else None))
+  return out
 
 
 def grid_file(summary: dict, summaries: Sequence[dict]) -> str:
-  """The file name of a run's grid beside the page: <run>.png, or, for a run trained here that
-  shares its name with a recorded run of another kind of machine, <run>-<machine kind>.png (so
-  the recorded run's grid is not overwritten)."""
+  """The file name of a run's grid beside the page: a recorded run keeps its recorded file's
+  name; a run trained here is <run>.png, or <run>-<machine kind>.png when it shares its name with
+  a recorded run of another kind of machine (so the recorded run's grid is not overwritten)."""
+  if summary.get("recorded") and summary.get("grid"):
+    return os.path.basename(summary["grid"])
   twins = sum(1 for s in summaries if s["run"] == summary["run"]) > 1
   if not twins or summary.get("recorded"):
     return f"{summary['run']}.png"
@@ -409,15 +417,19 @@ def main(argv=None) -> int:
              for run in done}
     # A recorded run enters unless this very run (same name, same kind of machine) is trained
     # here: the same seed on another kind of machine is another run, so both count.
-    kept = {run.name: s for run in runs if
-            (s := recorded_summary(run, args.iterations, protocol, recorded, args.docs))
-            is not None and (run.name not in local
-                             or machine_kind(s) != machine_kind(local[run.name]))}
+    kept = {}
+    for run in runs:
+      own = machine_kind(local[run.name]) if run.name in local else None
+      found = [s for s in recorded_summaries(run, args.iterations, protocol, recorded, args.docs)
+               if machine_kind(s) != own]
+      if found:
+        kept[run.name] = found
     if not local and not kept:
       trained_runs(runs, args.iterations, args.root)  # none at all: says what to do
-    summaries = [s for run in runs for s in (local.get(run.name), kept.get(run.name)) if s]
+    summaries = [s for run in runs
+                 for s in ([local[run.name]] if run.name in local else []) + kept.get(run.name, [])]
     if kept:
-      _log(f"{len(kept)} run(s) from {args.recorded}: {', '.join(kept)}")
+      _log(f"{sum(map(len, kept.values()))} run(s) from {args.recorded}: {', '.join(kept)}")
     table_rows = aggregate_by_machine(summaries, labels={row: describe(row) for row in rows})
     add_deltas(table_rows)
     command = "python -m igan_jax.ablation " + " ".join(

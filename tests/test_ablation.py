@@ -124,7 +124,8 @@ def test_a_table_keeps_the_runs_an_earlier_table_recorded(tmp_path, monkeypatch,
   # Evaluated with another N: the record is not this table's.
   assert ablation.main(args + ["--num_samples=2000"]) == 2
   assert "no run under" in capsys.readouterr().err
-  for bad, needle in (("nothing.json", "cannot read it"), ("docs/ablation_table.md", "not the JSON")):
+  for bad, needle in (("nothing.json", "cannot read it"),
+                      ("docs/ablation_table.md", "not the JSON")):
     assert ablation.main(args[:-2] + [f"--recorded={bad}"]) == 2
     assert needle in capsys.readouterr().err
 
@@ -160,6 +161,15 @@ def test_runs_on_two_kinds_of_machine_are_one_line_per_kind(tmp_path, monkeypatc
   assert os.path.exists(tmp_path / "runs" / "ablation" / "igan_seed0-b.png")
   data = json.loads((tmp_path / "runs" / "ablation.json").read_text())
   assert [(r["run"], r["machines"]) for r in data["runs"]] == [
+      ("igan_seed0", ["B"]), ("igan_seed0", ["A"]), ("dropout_seed0", ["B"])]
+  # Read back on a third machine with no run of its own, both kinds' igan_seed0 come back
+  # (one name, two records).
+  monkeypatch.setattr(ablation, "trained", lambda workdir, it: False)
+  assert ablation.main(["--root=third", "--rows=igan,dropout", "--seeds=0", "--baseline_seeds=0",
+                        "--stage=table", "--recorded=runs/ablation.json"]) == 0
+  assert "3 run(s) from runs/ablation.json" in capsys.readouterr().out
+  again = json.loads((tmp_path / "third" / "ablation.json").read_text())
+  assert [(r["run"], r["machines"]) for r in again["runs"]] == [
       ("igan_seed0", ["B"]), ("igan_seed0", ["A"]), ("dropout_seed0", ["B"])]
 
 
