@@ -21,9 +21,10 @@ starts; the same call resumes a stopped run and skips a finished one), FID durin
 classifier at N = `--num_samples` (default 10,000 vs 10,000 test images) and by FID-Inception-V3
 at N = `--inception_samples` (default 2,000, as the reproduction table; 0 = none): the two
 feature spaces can rank runs differently (docs/reproduction.md). The page `<root>/ablation.md`
-(and `--docs=DIR`: DIR/ablation_table.md with each row's first grid under DIR/ablation_table/)
-gives per row the mean ± sd over seeds of every run-report number, and the change of the
-mean classifier and Inception FID against the default recipe's (add_deltas).
+(and `--docs=DIR`: DIR/ablation_table.md with each row's first grid under DIR/ablation_table/;
+`--docs_name` names another table, e.g. a study of another length beside it) gives per row
+the mean ± sd over seeds of every run-report number, and the change of the mean classifier and
+Inception FID against the default recipe's (add_deltas).
 
 A study can outlive its workdirs (a new machine, a cleaned disk). `--docs=DIR` also writes the
 numbers behind the page as DIR/ablation_table.json, and `--recorded=DIR/ablation_table.json`
@@ -53,6 +54,7 @@ DEFAULT_ITERATIONS = 1_000
 BASELINE = "igan"
 BASELINE_SEEDS = (0, 1, 2)
 DEFAULT_SEEDS = (0, 1)
+DOCS_NAME = "ablation_table"  # --docs=DIR writes DIR/ablation_table.md, .json and grids
 # Rows that undo one value of MEASURED_RECIPE (the keys of one change), most informative first:
 # (row, the keys set back to base_config()'s values, what the row tests).
 REVERTS = (
@@ -238,11 +240,12 @@ def load_recorded(path: str) -> dict[str, list[dict]]:
 
 
 def recorded_summaries(run: Run, iterations: int, protocol: dict,
-                       recorded: dict[str, list[dict]], docs: str = "") -> list[dict]:
+                       recorded: dict[str, list[dict]], docs: str = "",
+                       docs_name: str = DOCS_NAME) -> list[dict]:
   """The recorded summaries of `run` (one per kind of machine it trained on) that are the same
   run evaluated the same way — row, seed, flags, step and each backbone's N; a record of another
   recipe, length or protocol is not this run's. Each grid is the recorded file where it still
-  exists, else the file of that name under DIR/ablation_table/ of --docs, else None."""
+  exists, else the file of that name under DIR/<docs_name>/ of --docs, else None."""
   out = []
   for s in recorded.get(run.name, ()):
     if (s.get("row") != run.row or s.get("seed") != run.seed
@@ -252,7 +255,7 @@ def recorded_summaries(run: Run, iterations: int, protocol: dict,
       continue
     grid = s.get("grid") or ""
     if grid and not os.path.exists(grid) and docs:
-      grid = os.path.join(docs, "ablation_table", os.path.basename(grid))
+      grid = os.path.join(docs, docs_name, os.path.basename(grid))
     out.append(dict(s, grid=grid if grid and os.path.exists(grid) else None))
   return out
 
@@ -329,17 +332,17 @@ def write_page(root: str, rows: list[dict], summaries: list[dict], iterations: i
                                                   missing=list(missing)))
 
 
-def copy_to_docs(root: str, docs: str) -> str:
-  """DIR/ablation_table.md with its grids under DIR/ablation_table/, and the numbers behind it
-  as DIR/ablation_table.json (what `--recorded` reads back; workdirs as paths relative to the
-  current directory where they lie under it, grids as the docs' copies)."""
-  img_dir = os.path.join(docs, "ablation_table")
+def copy_to_docs(root: str, docs: str, name: str = DOCS_NAME) -> str:
+  """DIR/<name>.md with its grids under DIR/<name>/, and the numbers behind it as DIR/<name>.json
+  (what `--recorded` reads back; workdirs as paths relative to the current directory where they
+  lie under it, grids as the docs' copies; one run per line, so a new run is a one-line diff)."""
+  img_dir = os.path.join(docs, name)
   os.makedirs(img_dir, exist_ok=True)
-  for name in os.listdir(os.path.join(root, "ablation")):
-    shutil.copyfile(os.path.join(root, "ablation", name), os.path.join(img_dir, name))
+  for grid in os.listdir(os.path.join(root, "ablation")):
+    shutil.copyfile(os.path.join(root, "ablation", grid), os.path.join(img_dir, grid))
   with open(os.path.join(root, "ablation.md")) as f:
-    text = f.read().replace("](ablation/", "](ablation_table/")
-  target = os.path.join(docs, "ablation_table.md")
+    text = f.read().replace("](ablation/", f"]({name}/")
+  target = os.path.join(docs, f"{name}.md")
   with open(target, "w") as f:
     f.write(text)
   with open(os.path.join(root, "ablation.json")) as f:
@@ -352,9 +355,22 @@ def copy_to_docs(root: str, docs: str) -> str:
         run[key] = os.path.relpath(path, here)
     grid = os.path.join(img_dir, grid_file(run, data["runs"]))
     run["grid"] = os.path.relpath(grid, here) if os.path.exists(grid) else None
-  with open(os.path.join(docs, "ablation_table.json"), "w") as f:
-    json.dump(data, f, indent=2, default=list)
+  with open(os.path.join(docs, f"{name}.json"), "w") as f:
+    f.write(_json_one_run_per_line(data))
   return target
+
+
+def _json_one_run_per_line(data: dict) -> str:
+  """JSON of `data` with each element of its lists of records on one line."""
+  dump = lambda v: json.dumps(v, default=list, ensure_ascii=False)  # noqa: E731
+  parts = []
+  for key, value in data.items():
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+      inner = ",\n".join("    " + dump(v) for v in value)
+      parts.append(f"  {dump(key)}: [\n{inner}\n  ]")
+    else:
+      parts.append(f"  {dump(key)}: {dump(value)}")
+  return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def _seeds(text: str, flag: str) -> tuple[int, ...]:
@@ -387,6 +403,8 @@ def main(argv=None) -> int:
   p.add_argument("--stage", choices=("all", "train", "table"), default="all",
                  help="train: runs only; table: evaluate and tabulate the runs that are trained")
   p.add_argument("--docs", default="", help="also write DIR/ablation_table.md and its grids")
+  p.add_argument("--docs_name", default=DOCS_NAME,
+                 help="the table's name under --docs: DIR/NAME.md, DIR/NAME.json, DIR/NAME/")
   p.add_argument("--recorded", default="",
                  help="an earlier table's JSON (<root>/ablation.json or DIR/ablation_table.json):"
                  " a planned run not trained under --root but recorded there (same row, seed, "
@@ -420,7 +438,8 @@ def main(argv=None) -> int:
     kept = {}
     for run in runs:
       own = machine_kind(local[run.name]) if run.name in local else None
-      found = [s for s in recorded_summaries(run, args.iterations, protocol, recorded, args.docs)
+      found = [s for s in recorded_summaries(run, args.iterations, protocol, recorded, args.docs,
+                                                args.docs_name)
                if machine_kind(s) != own]
       if found:
         kept[run.name] = found
@@ -443,7 +462,7 @@ def main(argv=None) -> int:
                       protocol, command, train_lines, missing)
     _log(f"wrote {page}")
     if args.docs:
-      _log(f"wrote {copy_to_docs(os.path.abspath(args.root), args.docs)}")
+      _log(f"wrote {copy_to_docs(os.path.abspath(args.root), args.docs, args.docs_name)}")
     columns = _with_deltas(COLUMNS[:5])
     print(markdown_table(table_rows, columns, first="row"), flush=True)
     if missing:

@@ -86,6 +86,17 @@ def test_page_gives_means_and_the_change_against_the_default(tmp_path):
   target = ablation.copy_to_docs(str(root), str(docs))
   assert "](ablation_table/dropout_seed0.png)" in open(target).read()
   assert json.loads((root / "ablation.json").read_text())["rows"][1]["row"] == "dropout"
+  # A study of another length gets its own name beside it; its JSON has one run per line.
+  other = ablation.copy_to_docs(str(root), str(docs), name="ablation_3000")
+  assert other == str(docs / "ablation_3000.md")
+  assert "](ablation_3000/dropout_seed0.png)" in open(other).read()
+  assert sorted(os.listdir(docs / "ablation_3000")) == ["dropout_seed0.png", "igan_seed0.png"]
+  text = (docs / "ablation_3000.json").read_text()
+  data = json.loads(text)
+  assert [r["run"] for r in data["runs"]] == [s["run"] for s in summaries]
+  run_lines = [line for line in text.splitlines() if line.startswith('    {"')]
+  assert len(run_lines) == len(summaries) + len(data["rows"])
+  assert json.loads(run_lines[0].rstrip(","))["row"] == "igan"
 
 
 def test_a_table_keeps_the_runs_an_earlier_table_recorded(tmp_path, monkeypatch, capsys):
