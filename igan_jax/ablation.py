@@ -35,14 +35,13 @@ there with the same row, seed, flags, length and evaluation protocol (the page n
         --recorded=docs/ablation_table.json
 
 "The same" includes the recipe each run trained with (its model, loss and optimiser values,
-recipe_of): a row's flags are relative to the default recipe of the day, so once a study changes
+reproduce.recipe_of): a row's flags are relative to the default recipe of the day, so once a study changes
 that default, the old default's runs no longer stand for the new one, in the table or under
 `--root` (check_trained_recipes refuses such a workdir, saying to give the study a new root).
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import shutil
@@ -50,8 +49,9 @@ import sys
 from typing import Any, Sequence
 
 from igan_jax import config as config_lib
-from igan_jax.reproduce import (EXPERIMENT, ReproduceError, Run, evaluate, eval_protocol,
-                                find_experiment, page_train_commands, summarise, train_stage,
+from igan_jax.reproduce import (EXPERIMENT, ReproduceError, Run, check_trained_recipes,
+                                evaluate, eval_protocol, find_experiment, page_train_commands,
+                                planned_recipe, recipe_differences, summarise, train_stage,
                                 trained, trained_runs)
 from igan_jax.reproduction_page import (aggregate, commands_section, markdown_table, runs_table,
                                         save_page)
@@ -103,77 +103,10 @@ COLUMNS = (
 )
 
 
-# The parts of a config that decide what a run learns. A recorded run stands for a planned run
-# only when these agree: its flags alone do not say what it trained, since they are relative to
-# the default recipe of the day it trained, and a study's outcome can change that default.
-RECIPE_SECTIONS = ("model", "loss", "optim")
-RECIPE_KEYS = ("n_critic", "batch_size", "ema_decay")
-
-
-def recipe_of(config: dict) -> dict[str, Any]:
-  """The recipe of a config (a dict, e.g. `ConfigDict.to_dict()` or a workdir's config.json),
-  flattened: {"model.dropout": 0.0, "n_critic": 1, ...}, tuples as lists (as JSON has them)."""
-  out: dict[str, Any] = {}
-
-  def walk(prefix, node):
-    for key, value in node.items():
-      if isinstance(value, dict):
-        walk(f"{prefix}{key}.", value)
-      else:
-        out[prefix + key] = list(value) if isinstance(value, (list, tuple)) else value
-
-  walk("", {k: config[k] for k in RECIPE_SECTIONS + RECIPE_KEYS if k in config})
-  return out
-
-
-def planned_recipe(row: str, experiment: str = EXPERIMENT,
-                   train_flags: Sequence[str] = ()) -> dict[str, Any]:
-  """The recipe a run of `row` trains with today: the experiment's `igan`, the row's values,
-  then the study's `--train_flag=--config.KEY=VALUE` flags."""
-  cfg = config_lib.load_config(find_experiment(experiment), BASELINE, check=False)
-  config_lib.apply_overrides(cfg, row_overrides(row))
-  recipe = recipe_of(cfg.to_dict())
-  for flag in train_flags:
-    key, sep, text = flag.removeprefix("--config.").partition("=")
-    if flag.startswith("--config.") and sep and key in recipe:
-      recipe[key] = _parse_like(text, recipe[key])
-  return recipe
-
-
-def _parse_like(text: str, like: Any) -> Any:
-  """A flag's text as a value of the type of `like` (as the training command parses it)."""
-  try:
-    if isinstance(like, bool):
-      return {"true": True, "false": False}.get(text.lower(), text)
-    if isinstance(like, (int, float)) and not isinstance(like, bool):
-      number = float(text)
-      return int(number) if isinstance(like, int) and number.is_integer() else number
-    if isinstance(like, list):
-      return list(ast.literal_eval(text))
-  except (ValueError, SyntaxError, TypeError):
-    pass
-  return text
-
-
-def trained_recipe(workdir: str) -> dict[str, Any] | None:
-  """The recipe a workdir's run trained with (its config.json), None where it has none."""
-  try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      return recipe_of(json.load(f))
-  except (OSError, ValueError):
-    return None
-
-
-def recipe_differences(recipe: dict[str, Any] | None, planned: dict[str, Any]) -> list[str]:
-  """The keys where a run's recipe differs from the planned one, as "key: theirs vs planned".
-  A key the run's recipe lacks (added to the package after it trained) takes base_config()'s
-  value, the behaviour of the code before the key existed (config.from_saved). None: unknown
-  (a record written before recipes were recorded), which matches nothing."""
-  if recipe is None:
-    return ["no recipe recorded"]
-  base = recipe_of(config_lib.base_config().to_dict())
-  return [f"{k}: {recipe.get(k, base.get(k))!r} vs {v!r}" for k, v in planned.items()
-          if recipe.get(k, base.get(k)) != v]
+def row_recipe(row: str, experiment: str = EXPERIMENT,
+               train_flags: Sequence[str] = ()) -> dict[str, Any]:
+  """The recipe a run of `row` trains with today (reproduce.planned_recipe)."""
+  return planned_recipe(experiment, BASELINE, row_overrides(row), train_flags)
 
 
 def flag_value(value: Any) -> str:
@@ -323,7 +256,7 @@ def recorded_summaries(run: Run, iterations: int, protocol: dict,
                        docs_name: str = DOCS_NAME, recipe: dict | None = None) -> list[dict]:
   """The recorded summaries of `run` (one per kind of machine it trained on) that are the same
   run evaluated the same way — row, seed, flags, recipe (`recipe`: the planned run's,
-  planned_recipe; None: not compared), step and each backbone's N; a record of another recipe,
+  row_recipe; None: not compared), step and each backbone's N; a record of another recipe,
   length or protocol is not this run's. Each grid is the recorded file where it still exists,
   else the file of that name under DIR/<docs_name>/ of --docs, else None."""
   out = []
@@ -455,22 +388,6 @@ def _json_one_run_per_line(data: dict) -> str:
   return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-def check_trained_recipes(runs: Sequence[Run], recipes: dict[str, dict]) -> None:
-  """Refuses a planned run whose workdir holds a run of another recipe (ReproduceError naming
-  the keys): after the default recipe changed, a workdir of the old default must not be resumed
-  or tabulated as the new one."""
-  for run in runs:
-    if not os.path.exists(os.path.join(run.workdir, "config.json")):
-      continue
-    diffs = recipe_differences(trained_recipe(run.workdir), recipes[run.row])
-    if diffs:
-      raise ReproduceError(
-          f"{run.workdir} holds a run of another recipe than row {run.row!r} trains today "
-          f"({'; '.join(diffs)}): the default recipe has changed since it trained. Give the "
-          "study a new --root (keep the old one: --recorded=<its ablation.json> reads its runs "
-          "back where their recipe is the planned one)")
-
-
 def _seeds(text: str, flag: str) -> tuple[int, ...]:
   try:
     seeds = tuple(int(v) for v in text.split(",") if v)
@@ -518,8 +435,8 @@ def main(argv=None) -> int:
     find_experiment(args.experiment)
     runs = plan(args.root, rows, _seeds(args.seeds, "--seeds"),
                 _seeds(args.baseline_seeds, "--baseline_seeds"))
-    recipes = {row: planned_recipe(row, args.experiment, args.train_flag) for row in rows}
-    check_trained_recipes(runs, recipes)
+    recipes = {row: row_recipe(row, args.experiment, args.train_flag) for row in rows}
+    check_trained_recipes(runs, {run.name: recipes[run.row] for run in runs})
     eval_every = max(1, args.iterations // 4)
     _log(f"{len(runs)} runs of {args.iterations:,} iterations under {os.path.abspath(args.root)}")
     if args.stage in ("all", "train"):
@@ -530,9 +447,8 @@ def main(argv=None) -> int:
     protocol = eval_protocol(args.num_samples, args.inception_samples)
     recorded = load_recorded(args.recorded) if args.recorded else {}
     done = [run for run in runs if trained(run.workdir, args.iterations)]
-    local = {run.name: dict(summarise(run, args.iterations,
-                                      evaluate(run, args.iterations, protocol, log=_log)),
-                            recipe=trained_recipe(run.workdir))
+    local = {run.name: summarise(run, args.iterations,
+                                 evaluate(run, args.iterations, protocol, log=_log))
              for run in done}
     # A recorded run enters unless this very run (same name, same kind of machine) is trained
     # here: the same seed on another kind of machine is another run, so both count.

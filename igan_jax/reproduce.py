@@ -26,6 +26,11 @@ wherever an earlier call was killed, on this machine or another:
      in one figure (both in `<root>/reproduction/`, beside the page).
 `--docs=DIR` also copies the page, figure and grids to DIR/reproduction.md, DIR/reproduction/.
 
+A workdir under --root that holds a run of another recipe than its variant trains today (the
+model, loss and optimiser values of its config.json, recipe_of; the experiment file's default
+changed since it trained) is refused before anything runs (check_trained_recipes): skipping it
+as trained would put the old recipe's numbers in the new recipe's row. Give the table a new root.
+
 The machine each run trained on is recorded per training call in `<workdir>/machines.jsonl`
 (CPU family, cores, JAX backend, steps and seconds): compare wall-clock only between runs of
 one machine kind.
@@ -37,6 +42,7 @@ pass `--inception_samples=10000`, the paper's protocol.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import glob
 import json
@@ -110,6 +116,94 @@ def find_experiment(experiment: str) -> str:
   raise ReproduceError(f"no experiment file {experiment!r} (looked in {os.getcwd()} and "
                        f"{REPOSITORY}): run from a clone of the repository, or pass "
                        "--experiment=PATH/TO/experiments/fashion_mnist.py")
+
+
+# The parts of a config that decide what a run learns. A recorded run stands for a planned run
+# only when these agree: its flags alone do not say what it trained, since they are relative to
+# the default recipe of the day it trained, and a study's outcome can change that default.
+RECIPE_SECTIONS = ("model", "loss", "optim")
+RECIPE_KEYS = ("n_critic", "batch_size", "ema_decay")
+
+
+def recipe_of(config: dict) -> dict[str, Any]:
+  """The recipe of a config (a dict, e.g. `ConfigDict.to_dict()` or a workdir's config.json),
+  flattened: {"model.dropout": 0.0, "n_critic": 1, ...}, tuples as lists (as JSON has them)."""
+  out: dict[str, Any] = {}
+
+  def walk(prefix, node):
+    for key, value in node.items():
+      if isinstance(value, dict):
+        walk(f"{prefix}{key}.", value)
+      else:
+        out[prefix + key] = list(value) if isinstance(value, (list, tuple)) else value
+
+  walk("", {k: config[k] for k in RECIPE_SECTIONS + RECIPE_KEYS if k in config})
+  return out
+
+
+def planned_recipe(experiment: str, variant: str, values: dict[str, Any] | None = None,
+                   train_flags: Sequence[str] = ()) -> dict[str, Any]:
+  """The recipe a run trains with today: the experiment file's `variant`, then `values` (a
+  table row's config values), then the table's `--train_flag=--config.KEY=VALUE` flags."""
+  cfg = config_lib.load_config(find_experiment(experiment), variant, check=False)
+  config_lib.apply_overrides(cfg, values or {})
+  recipe = recipe_of(cfg.to_dict())
+  for flag in train_flags:
+    key, sep, text = flag.removeprefix("--config.").partition("=")
+    if flag.startswith("--config.") and sep and key in recipe:
+      recipe[key] = _parse_like(text, recipe[key])
+  return recipe
+
+
+def _parse_like(text: str, like: Any) -> Any:
+  """A flag's text as a value of the type of `like` (as the training command parses it)."""
+  try:
+    if isinstance(like, bool):
+      return {"true": True, "false": False}.get(text.lower(), text)
+    if isinstance(like, (int, float)) and not isinstance(like, bool):
+      number = float(text)
+      return int(number) if isinstance(like, int) and number.is_integer() else number
+    if isinstance(like, list):
+      return list(ast.literal_eval(text))
+  except (ValueError, SyntaxError, TypeError):
+    pass
+  return text
+
+
+def trained_recipe(workdir: str) -> dict[str, Any] | None:
+  """The recipe a workdir's run trained with (its config.json), None where it has none."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      return recipe_of(json.load(f))
+  except (OSError, ValueError):
+    return None
+
+
+def recipe_differences(recipe: dict[str, Any] | None, planned: dict[str, Any]) -> list[str]:
+  """The keys where a run's recipe differs from the planned one, as "key: theirs vs planned".
+  A key the run's recipe lacks (added to the package after it trained) takes base_config()'s
+  value, the behaviour of the code before the key existed (config.from_saved). None: unknown
+  (a record written before recipes were recorded), which matches nothing."""
+  if recipe is None:
+    return ["no recipe recorded"]
+  base = recipe_of(config_lib.base_config().to_dict())
+  return [f"{k}: {recipe.get(k, base.get(k))!r} vs {v!r}" for k, v in planned.items()
+          if recipe.get(k, base.get(k)) != v]
+
+
+def check_trained_recipes(runs: Sequence[Run], recipes: dict[str, dict]) -> None:
+  """Refuses a planned run whose workdir holds a run of another recipe than recipes[run.name]
+  (ReproduceError naming the keys): after a default recipe changed, a workdir of the old default
+  must not be skipped as trained, resumed or tabulated as the new one."""
+  for run in runs:
+    if not os.path.exists(os.path.join(run.workdir, "config.json")):
+      continue
+    diffs = recipe_differences(trained_recipe(run.workdir), recipes[run.name])
+    if diffs:
+      raise ReproduceError(
+          f"{run.workdir} holds a run of another recipe than {run.name} trains today "
+          f"({'; '.join(diffs)}): the default recipe has changed since it trained. Give the "
+          "table a new --root (and keep the old one)")
 
 
 def trained(workdir: str, iterations: int) -> bool:
@@ -253,6 +347,7 @@ def summarise(run: Run, step: int, record: dict) -> dict[str, Any]:
     out.update(inception_fid=b["mean"]["fid"], inception_floor=b["floor"]["fid"],
                inception_kid=1e3 * b["mean"]["kid"], inception_kid_floor=1e3 * b["floor"]["kid"],
                inception_n=b["protocol"]["n"])
+  out["recipe"] = trained_recipe(run.workdir)
   out["machines"] = _machines(run.workdir)
   out["fid_curve"] = [(s, v) for s, v in _fid_curve(run.workdir) if s <= step]
   return out
@@ -347,6 +442,9 @@ def main(argv=None) -> int:
       raise ReproduceError(f"--iterations must be ≥ 10, got {args.iterations}")
     find_experiment(args.experiment)
     runs = plan(args.root, variants, parse_seeds(args.seeds, variants))
+    recipes = {v: planned_recipe(args.experiment, v, train_flags=args.train_flag)
+               for v in variants}
+    check_trained_recipes(runs, {run.name: recipes[run.variant] for run in runs})
     protocol = eval_protocol(args.num_samples, args.inception_samples)
     eval_every = args.eval_every or max(1, args.iterations // 10)
     _log(f"{len(runs)} runs of {args.iterations:,} iterations under {os.path.abspath(args.root)}")

@@ -60,7 +60,7 @@ def _summary(tmp_path, row, seed, fid):
               classifier_fid=fid, classifier_floor=0.56, inception_fid=fid / 2,
               inception_floor=12.5, spike_ratio=2.0, machines=["x"],
               overrides=[f"--config.{k}={v}" for k, v in ablation.row_overrides(row).items()],
-              recipe=ablation.planned_recipe(row))
+              recipe=ablation.row_recipe(row))
 
 
 def test_page_gives_means_and_the_change_against_the_default(tmp_path):
@@ -160,8 +160,6 @@ def test_runs_on_two_kinds_of_machine_are_one_line_per_kind(tmp_path, monkeypatc
   monkeypatch.setattr(ablation, "trained", lambda workdir, it: True)
   monkeypatch.setattr(ablation, "evaluate", lambda run, step, protocol, log: {})
   monkeypatch.setattr(ablation, "summarise", lambda run, step, record: here[run.name])
-  monkeypatch.setattr(ablation, "trained_recipe", lambda workdir: ablation.planned_recipe(
-      os.path.basename(workdir).rsplit("_seed", 1)[0]))
   assert ablation.main(["--root=runs", "--rows=igan,dropout", "--seeds=0", "--baseline_seeds=0",
                         "--stage=table", "--recorded=old/ablation.json"]) == 0
   assert "1 run(s) from old/ablation.json: igan_seed0" in capsys.readouterr().out
@@ -195,7 +193,7 @@ def test_a_record_of_another_recipe_is_not_the_planned_run(tmp_path, monkeypatch
   record = dict(_summary(tmp_path, "igan", 0, 300.0), overrides=[], step=1000,
                 classifier_n=10_000, inception_n=2_000)
   protocol = dict(classifier=10_000, inception=2_000)
-  today = ablation.planned_recipe("igan")
+  today = ablation.row_recipe("igan")
   assert len(ablation.recorded_summaries(run, 1000, protocol, {run.name: [record]},
                                          recipe=today)) == 1
   new_default = dict(today, **{"model.skip_upsample": "resize"})
@@ -213,7 +211,7 @@ def test_a_record_of_another_recipe_is_not_the_planned_run(tmp_path, monkeypatch
   bare = {k: v for k, v in record.items() if k != "recipe"}
   assert ablation.recorded_summaries(run, 1000, protocol, {run.name: [bare]}, recipe=today) == []
   # The study's --train_flag values are part of the planned recipe.
-  flagged = ablation.planned_recipe("igan", train_flags=[
+  flagged = ablation.row_recipe("igan", train_flags=[
       "--config.model.dtype=bfloat16", "--config.n_critic=3", "--config.loss.gp_weight=10",
       "--config.model.d_input_norm=true", "--config.model.d_widths=(32, 64)"])
   assert (flagged["model.dtype"], flagged["n_critic"], flagged["loss.gp_weight"],
@@ -224,10 +222,10 @@ def test_a_record_of_another_recipe_is_not_the_planned_run(tmp_path, monkeypatch
   cfg = config_lib.load_config(os.path.join(ROOT, ablation.EXPERIMENT), "igan")
   with open(os.path.join(run.workdir, "config.json"), "w") as f:
     json.dump(cfg.to_dict(), f, default=list)
-  ablation.check_trained_recipes([run], {"igan": today})
+  ablation.check_trained_recipes([run], {run.name: today})
   with pytest.raises(ablation.ReproduceError, match=r"another recipe.*model.skip_upsample: "
                      r"'patch' vs 'resize'.*new --root"):
-    ablation.check_trained_recipes([run], {"igan": new_default})
+    ablation.check_trained_recipes([run], {run.name: new_default})
 
 
 def test_command_errors_and_dry_run(tmp_path, capsys):

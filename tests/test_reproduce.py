@@ -144,6 +144,7 @@ def test_reproduce_command_trains_evaluates_tabulates_then_skips(tmp_path, monke
                                                                       / math.sqrt(2))
   assert [s for s, _ in runs[0]["fid_curve"]] == [5, 10]
   assert 0 < runs[0]["train_minutes"] and runs[0]["machines"]
+  assert runs[0]["recipe"]["model.channels"] == 8 and runs[0]["recipe"]["n_critic"] == 1
   page = (docs / "reproduction.md").read_text()
   assert "| IGAN | 2 |" in page and str(tmp_path) not in page
   assert "--workdir=table/igan_seed1 " in page
@@ -179,3 +180,15 @@ def test_reproduce_command_errors(tmp_path, capsys):
   assert reproduce.main([f"--root={tmp_path}", "--dry_run", "--iterations=100"]) == 0
   out = capsys.readouterr().out
   assert out.count("would run:") == 7 and "--config.num_iterations=100" in out
+
+  # A workdir holding another recipe than its variant trains today (here: the default changed to
+  # the resize up-sampler after it trained) is refused before anything runs, saying why.
+  from igan_jax import config as config_lib
+  cfg = config_lib.load_config(os.path.join(ROOT, reproduce.EXPERIMENT), "igan")
+  cfg.model.skip_upsample = "resize"
+  os.makedirs(tmp_path / "igan_seed0")
+  (tmp_path / "igan_seed0" / "config.json").write_text(json.dumps(cfg.to_dict(), default=list))
+  assert reproduce.main([f"--root={tmp_path}", "--dry_run"]) == 2
+  err = capsys.readouterr().err
+  assert "igan_seed0 holds a run of another recipe" in err
+  assert "model.skip_upsample: 'resize' vs 'patch'" in err and "new --root" in err
