@@ -171,11 +171,11 @@ def _parse_like(text: str, like: Any) -> Any:
 
 
 def trained_recipe(workdir: str) -> dict[str, Any] | None:
-  """The recipe a workdir's run trained with (its config.json), None where it has none."""
+  """The recipe a workdir's run trained with (its config.json as report.load_run_config reads
+  it: keys added since take base_config()'s values), None where it has none or cannot be read."""
   try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      return recipe_of(json.load(f))
-  except (OSError, ValueError):
+    return recipe_of(report.load_run_config(workdir).to_dict())
+  except (OSError, ValueError, UserError):
     return None
 
 
