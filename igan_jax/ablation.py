@@ -35,9 +35,10 @@ there with the same row, seed, flags, length and evaluation protocol (the page n
         --recorded=docs/ablation_table.json
 
 "The same" includes the recipe each run trained with (its model, loss and optimiser values,
-reproduce.recipe_of): a row's flags are relative to the default recipe of the day, so once a study changes
-that default, the old default's runs no longer stand for the new one, in the table or under
-`--root` (check_trained_recipes refuses such a workdir, saying to give the study a new root).
+reproduce.recipe_of): a row's flags are relative to the default recipe of the day, so once a
+study changes that default, the old default's runs no longer stand for the new one, in the
+table or under `--root` (check_trained_recipes refuses such a workdir, saying to give the study
+a new root).
 """
 from __future__ import annotations
 
