@@ -34,11 +34,10 @@ there with the same row, seed, flags, length and evaluation protocol (the page n
     python -m igan_jax.ablation --root=runs/ablation --stage=table --docs=docs \
         --recorded=docs/ablation_table.json
 
-"The same" includes the recipe each run trained with (its model, loss and optimiser values,
-reproduce.recipe_of): a row's flags are relative to the default recipe of the day, so once a
-study changes that default, the old default's runs no longer stand for the new one, in the
-table or under `--root` (check_trained_recipes refuses such a workdir, saying to give the study
-a new root).
+"The same" includes the recipe each run trained with (reproduce.recipe_of): a row's flags are
+relative to the default recipe of the day, so once a study changes that default, the old
+default's runs no longer stand for the new one, in the table or under `--root`
+(check_trained_recipes refuses such a workdir, saying to give the study a new root).
 """
 from __future__ import annotations
 
@@ -81,6 +80,8 @@ REVERTS = (
 CANDIDATES = (
     ("resize_skip", {"model.skip_upsample": "resize"},
      "bilinear resize + 3×3 conv for the shortcut and branch up-samplers"),
+    ("resize_main", {"model.main_upsample": "resize"},
+     "bilinear resize + 3×3 conv for the main path's up-samplers"),
     ("joint_bn", {"loss.d_bn_batch": "joint"}, "one joint real + fake batch-norm batch in D"),
 )
 ROWS = (BASELINE,) + tuple(r[0] for r in REVERTS) + tuple(c[0] for c in CANDIDATES)

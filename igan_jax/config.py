@@ -23,6 +23,7 @@ GP_BN = ("batch", "running")             # = the choices train._d_update impleme
 D_BN_BATCH = ("separate", "joint")
 UPSAMPLE_INITS = ("default", "icnr")     # = igan_jax.models.igan.UPSAMPLE_INITS
 SKIP_UPSAMPLES = ("patch", "resize")     # = igan_jax.models.igan.SKIP_UPSAMPLES
+MAIN_UPSAMPLES = ("subpixel", "resize")  # = igan_jax.models.igan.MAIN_UPSAMPLES
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -93,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dropout_blocks = 2       # R: which layers: after the first this many main-path blocks
   c.model.upsample_init = "default"  # ours: PixelShuffle convs' init, "default" | "icnr"
   c.model.skip_upsample = "patch"  # R: IGAN's shortcut / branch up-sampler, "patch" | "resize"
+  c.model.main_upsample = "subpixel"  # the paper's main path; "resize": ours (models/igan.py)
   c.model.bn_momentum = 0.9        # ours (PyTorch's 0.1 update): running stats track quickly
   c.model.bn_epsilon = 1e-5
   c.model.d_widths = ()            # () = the default for the resolution (discriminator.py)
@@ -281,6 +283,10 @@ def validate(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"must be one of {SKIP_UPSAMPLES}, got {c.model.skip_upsample!r}")
   _check(c.model.skip_upsample == "patch" or c.model.name == "igan", "model.skip_upsample",
          f"'resize' is built for the igan generator only; {c.model.name} takes 'patch'")
+  _check(c.model.main_upsample in MAIN_UPSAMPLES, "model.main_upsample",
+         f"must be one of {MAIN_UPSAMPLES}, got {c.model.main_upsample!r}")
+  _check(c.model.main_upsample == "subpixel" or c.model.name == "igan", "model.main_upsample",
+         f"'resize' is built for the igan generator only; {c.model.name} takes 'subpixel'")
   _check(c.optim.schedule in ("igan_decay", "constant"), "optim.schedule",
          f"must be igan_decay or constant, got {c.optim.schedule!r}")
   for key in ("d_init_lr", "d_end_lr", "g_lr_ratio", "decay_steps"):

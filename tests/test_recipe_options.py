@@ -91,6 +91,7 @@ def test_config_lists_the_choices_the_code_implements():
   from igan_jax.models import igan
   assert config_lib.UPSAMPLE_INITS == igan.UPSAMPLE_INITS
   assert config_lib.SKIP_UPSAMPLES == igan.SKIP_UPSAMPLES
+  assert config_lib.MAIN_UPSAMPLES == igan.MAIN_UPSAMPLES
 
 
 def test_default_init_is_unchanged():
@@ -284,6 +285,40 @@ def test_resize_skip_upsample_is_for_igan_only():
   assert params["branch"]["kernel"].shape == (3, 3, 64, 64)
 
 
+def _init_period2_power(**model_values):
+  """Period-2 power of 64 images from a fresh 28×28 IGAN generator built from the config."""
+  c = config_lib.apply_variant(config_lib.base_config(), "igan")
+  c.data.name, c.data.resolution = "fashion_mnist", 28
+  c.model.update(channels=16, **model_values)
+  g = models.build_generator(config_lib.validate(c).model, 28, 1)
+  z = jax.random.normal(jax.random.PRNGKey(5), (64, 100))
+  variables = jax.jit(lambda k: g.init(k, z[:2], train=False))(jax.random.PRNGKey(0))
+  x = np.asarray(jax.jit(lambda v: g.apply(v, z, train=False))(variables))
+  return variables["params"], report.period2_power(x.reshape(-1, 28, 28))
+
+
+def test_resize_main_upsample_replaces_every_main_path_block():
+  """main_upsample="resize": each main-path block is one ResizeConv to C channels (7→14→28).
+  With the shortcut and branch resized too, a fresh generator starts as smooth as ICNR makes
+  the sub-pixel one (period-2 power, 16 channels: 0.0056 vs ICNR's 0.0059 and the default
+  init's 0.14); the difference is that training cannot give its phases their own weights."""
+  params, p2_resize = _init_period2_power(main_upsample="resize", skip_upsample="resize")
+  assert params["up0_resize"]["kernel"].shape == (3, 3, 16, 16)
+  assert params["up1_resize"]["kernel"].shape == (3, 3, 16, 16)
+  assert not any(k.startswith(("up0_conv", "up1_convT")) for k in params)
+  _, p2_default = _init_period2_power(upsample_init="default")
+  _, p2_icnr = _init_period2_power(upsample_init="icnr")
+  assert p2_resize < 0.01 and p2_icnr < 0.01 and p2_default > 0.05, (p2_resize, p2_icnr,
+                                                                      p2_default)
+
+
+def test_resize_main_upsample_is_for_igan_only():
+  c = config_lib.apply_variant(config_lib.base_config(), "igan_v2")
+  c.model.main_upsample = "resize"
+  with pytest.raises(config_lib.ConfigError, match="model.main_upsample.*igan generator only"):
+    config_lib.validate(c)
+
+
 # ---------------------------------------------------------------------------------------------
 # Config
 
@@ -298,6 +333,7 @@ def test_resize_skip_upsample_is_for_igan_only():
     ("model.d_input_norm", "no", "model.d_input_norm"),
     ("model.g_output_norm", 0, "model.g_output_norm"),
     ("model.skip_upsample", "nearest", "model.skip_upsample"),
+    ("model.main_upsample", "transposed", "model.main_upsample"),
 ])
 def test_bad_recipe_values_are_refused(key, value, match):
   c = config_lib.base_config()
@@ -314,7 +350,8 @@ def test_saved_config_without_the_new_keys_keeps_the_old_behaviour():
   for section, key in (("loss", "gp_center"), ("loss", "gp_bn"), ("loss", "d_bn_batch"),
                        ("loss", "noise_anneal"), ("model", "dropout_blocks"),
                        ("model", "upsample_init"), ("model", "d_input_norm"),
-                       ("model", "g_output_norm"), ("model", "skip_upsample")):
+                       ("model", "g_output_norm"), ("model", "skip_upsample"),
+                       ("model", "main_upsample")):
     del saved[section][key]
   saved["model"]["d_widths"] = []  # JSON has lists where the config has tuples
   c = config_lib.from_saved(saved)
@@ -322,5 +359,5 @@ def test_saved_config_without_the_new_keys_keeps_the_old_behaviour():
   assert (hp.gp_center, hp.gp_bn, hp.d_bn_batch, hp.noise_anneal) == (1.0, "batch", "separate", 0)
   assert (c.model.dropout_blocks, c.model.upsample_init) == (2, "default")
   assert c.model.d_input_norm and c.model.g_output_norm
-  assert c.model.skip_upsample == "patch"
+  assert c.model.skip_upsample == "patch" and c.model.main_upsample == "subpixel"
   assert c.model.d_widths == ()

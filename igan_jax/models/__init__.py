@@ -86,7 +86,8 @@ def build_generator(model_cfg, resolution: int, out_channels: int):
                  upsample_init=_get(model_cfg, "upsample_init", "default"),
                  output_norm=_get(model_cfg, "g_output_norm", True))
   if name == "igan":
-    return IGANGenerator(skip_upsample=_get(model_cfg, "skip_upsample", "patch"), **igan_kw,
+    return IGANGenerator(skip_upsample=_get(model_cfg, "skip_upsample", "patch"),
+                         main_upsample=_get(model_cfg, "main_upsample", "subpixel"), **igan_kw,
                          **common)
   if name in CLASS_STACKED:
     return IGANVNGenerator(num_classes=num_classes(model_cfg), stack=class_stack(model_cfg),

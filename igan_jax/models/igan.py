@@ -51,6 +51,14 @@ UPSAMPLE_INITS = ("default", "icnr")
 #   iterations, Inception FID level, 24 % more time per iteration on 2 CPU cores and no better
 #   at equal wall-clock, so "patch" stays the default.
 SKIP_UPSAMPLES = ("patch", "resize")
+# How the main path's up-sampling blocks (TOPOLOGY "ups") reach the next resolution.
+# "subpixel": as TOPOLOGY says, the paper's PixelShuffle and 3×3 stride-2 transposed
+#   convolutions (S, docs/paper.md §1.1): both compute each output phase with its own weights.
+# "resize": every block a bilinear up-sampling by r then a 3×3 convolution to C channels (the
+#   same weights at every output position, like "resize" above); with skip_upsample="resize"
+#   no layer of the generator can paint a phase-dependent (period 2 or 4) texture. A deviation
+#   from the paper, offered to test whether such a texture is what Inception's features see.
+MAIN_UPSAMPLES = ("subpixel", "resize")
 
 
 def _check_init(kind):
@@ -85,6 +93,7 @@ class IGANGenerator(nn.Module):
   upsample_init: str = "default"   # UPSAMPLE_INITS
   output_norm: bool = True         # batch norm between the output conv and tanh
   skip_upsample: str = "patch"     # SKIP_UPSAMPLES
+  main_upsample: str = "subpixel"  # MAIN_UPSAMPLES
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
@@ -121,9 +130,14 @@ class IGANGenerator(nn.Module):
     s = self._bn_act(s.reshape(b, branch, branch, c), train, "bn_branch")
 
     # Main path: base → res in several up-sampling blocks.
+    if self.main_upsample not in MAIN_UPSAMPLES:
+      raise ValueError(f"unknown main_upsample {self.main_upsample!r}; choose one of "
+                       f"{MAIN_UPSAMPLES}")
     h = a
     for i, (kind, r) in enumerate(topo["ups"]):
-      if kind == "ps":
+      if self.main_upsample == "resize":
+        h = ResizeConv(c, r, dtype=self.dtype, name=f"up{i}_resize")(h)
+      elif kind == "ps":
         h = nn.Conv(c * r * r, (3, 3), dtype=self.dtype, name=f"up{i}_conv",
                     **upsample_conv_init(self.upsample_init, r))(h)
         h = pixel_shuffle(h, r)
